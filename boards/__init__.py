@@ -1,0 +1,1 @@
+"""Board description files (``*.toml``), shipped as package data of ``qnet.boards``."""

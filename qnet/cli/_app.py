@@ -1,0 +1,37 @@
+"""The typer application every subcommand module registers on.
+
+Subcommand modules import nothing heavy at module level: torch, brevitas and hls4ml are
+imported inside the command functions, so ``qnet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="qnet",
+    help="Quantised neural networks from Brevitas training to bit-exact FPGA hardware.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from qnet import __version__
+
+        console.print(f"qnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """qnet: train, lower, export, verify and estimate quantised networks for FPGAs."""

@@ -1,0 +1,87 @@
+"""``ModelConfig``: the small frozen description of a zoo model, saved in every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from qnet.errors import ConfigError
+
+__all__ = ["ModelConfig", "MODEL_KINDS", "MIN_BITS", "MAX_BITS"]
+
+MODEL_KINDS = ("convnet2d", "convnet1d", "lstm", "mlp")
+MIN_BITS, MAX_BITS = 2, 8
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and quantisation of a zoo model.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``convnet2d``, ``convnet1d``, ``lstm``, ``mlp``.
+    in_shape : tuple of int
+        Per-sample input shape without batch: ``(C, H, W)`` for convnet2d, ``(C, L)`` for
+        convnet1d, ``(T, F)`` for lstm, ``(F,)`` for mlp (images are flattened).
+    num_classes : int
+        Number of output classes K.
+    w_bits, a_bits, in_bits : int
+        Bit widths of weights, activations and the input quantiser, each 2..8.
+    channels : tuple of int
+        Output channels of each conv block (convnets only).
+    hidden : tuple of int
+        Hidden sizes: dense hidden layers (convnets, mlp) or the LSTM hidden size (lstm: one
+        entry).
+    kernel_size : int
+        Conv kernel size.
+    batchnorm : bool
+        BatchNorm between each conv and its QuantReLU.
+    dropout : float
+        Dropout probability before the last linear layer(s).
+    """
+
+    kind: str
+    in_shape: tuple[int, ...]
+    num_classes: int
+    w_bits: int = 4
+    a_bits: int = 4
+    in_bits: int = 8
+    channels: tuple[int, ...] = (16, 32)
+    hidden: tuple[int, ...] = (64,)
+    kernel_size: int = 3
+    batchnorm: bool = False
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"unknown model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        for name in ("w_bits", "a_bits", "in_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
+                raise ConfigError(
+                    f"{name.replace('_', '-')} = {value!r} is not supported; qnet trains with "
+                    f"{MIN_BITS}..{MAX_BITS} bits"
+                )
+        object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
+        object.__setattr__(self, "channels", tuple(int(v) for v in self.channels))
+        object.__setattr__(self, "hidden", tuple(int(v) for v in self.hidden))
+        if any(v < 1 for v in self.in_shape + self.channels + self.hidden):
+            raise ConfigError(f"shapes and sizes must be positive: {self}")
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON- and checkpoint-safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
