@@ -173,9 +173,7 @@ class FixedType:
             _parse_enum(Overflow, args[3], text, "overflow") if len(args) > 3 else Overflow.WRAP
         )
         if len(args) > 4 and as_int(args[4], "saturation bits") != 0:
-            raise FormatError(
-                f"{text!r}: saturation bits N={args[4]} are not supported (only N=0)"
-            )
+            raise FormatError(f"{text!r}: saturation bits N={args[4]} are not supported (only N=0)")
         return cls(width, integer, signed, rounding, overflow)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ spelling
@@ -306,9 +304,12 @@ class FixedType:
         if inexact.any():
             scaled = np.where(inexact, np.copysign(np.ldexp(1.0, -600), arr), scaled)
         floor = np.floor(scaled)
-        rem = scaled - floor  # exact
-        cmp_half = np.sign(rem - 0.5).astype(np.int64)  # exact: rem in [0, 1)
-        mantissa = self._round(floor.astype(np.int64), rem > 0, cmp_half)
+        # Never form scaled - floor: it is inexact for negative scaled just above an integer
+        # (-0.49999999999999994 + 1 rounds to 0.5). Comparisons are exact; floor + 0.5 is
+        # exact whenever scaled is not an integer (then |scaled| < 2**52).
+        has_rem = scaled != floor
+        cmp_half = np.where(has_rem, np.sign(scaled - (floor + 0.5)), -1.0).astype(np.int64)
+        mantissa = self._round(floor.astype(np.int64), has_rem, cmp_half)
         return self._saturate(mantissa)
 
     def from_int(self, mantissa: np.ndarray | int) -> np.ndarray:

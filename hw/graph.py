@@ -68,7 +68,9 @@ def register_layer(cls: L) -> L:
 def _int_array(layer: str, name: str, value: Any, ndim: int | None = None) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "iub":
-        raise FormatError(f"layer {layer!r}: {name} must be an integer array, got dtype {arr.dtype}")
+        raise FormatError(
+            f"layer {layer!r}: {name} must be an integer array, got dtype {arr.dtype}"
+        )
     arr = np.ascontiguousarray(arr, dtype=np.int64)
     if ndim is not None and arr.ndim != ndim:
         raise FormatError(f"layer {layer!r}: {name} must have {ndim} dims, got shape {arr.shape}")
@@ -123,7 +125,9 @@ class Layer:
     def _tuple(self, name: str, length: int | None = None) -> None:
         value = tuple(int(v) for v in getattr(self, name))
         if length is not None and len(value) != length:
-            raise FormatError(f"layer {self.name!r}: {name} must have {length} entries, got {value}")
+            raise FormatError(
+                f"layer {self.name!r}: {name} must have {length} entries, got {value}"
+            )
         object.__setattr__(self, name, value)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -220,7 +224,9 @@ class Dense(_Weighted):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.weight.ndim != 2:
-            raise FormatError(f"layer {self.name!r}: dense weight must be 2-D, got {self.weight.shape}")
+            raise FormatError(
+                f"layer {self.name!r}: dense weight must be 2-D, got {self.weight.shape}"
+            )
 
     @property
     def in_features(self) -> int:
@@ -248,7 +254,9 @@ class Conv(_Weighted):
         super().__post_init__()
         dims = self.weight.ndim - 2
         if dims not in (1, 2):
-            raise FormatError(f"layer {self.name!r}: conv weight must be 3-D or 4-D, got {self.weight.shape}")
+            raise FormatError(
+                f"layer {self.name!r}: conv weight must be 3-D or 4-D, got {self.weight.shape}"
+            )
         self._tuple("stride", dims)
         self._tuple("padding", dims)
 
@@ -486,7 +494,10 @@ class HwGraph:
 
     def replace(self, name: str, **changes: Any) -> HwGraph:
         """A copy with one layer's fields changed (e.g. a narrower ``acc_type`` for tests)."""
-        new = [dataclasses.replace(layer, **changes) if layer.name == name else layer for layer in self.layers]
+        new = [
+            dataclasses.replace(layer, **changes) if layer.name == name else layer
+            for layer in self.layers
+        ]
         if all(a is b for a, b in zip(new, self.layers, strict=True)):
             raise KeyError(name)
         return HwGraph(tuple(new), dict(self.meta))
@@ -502,13 +513,18 @@ class HwGraph:
             for f in dataclasses.fields(layer):
                 entry[f.name] = _encode(getattr(layer, f.name), f"l{i}.{f.name}", arrays)
             header_layers.append(entry)
-        header = {"format": "qnet.HwGraph", "version": GRAPH_FORMAT_VERSION, "meta": self.meta, "layers": header_layers}
+        header = {
+            "format": "qnet.HwGraph",
+            "version": GRAPH_FORMAT_VERSION,
+            "meta": self.meta,
+            "layers": header_layers,
+        }
         arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -542,7 +558,9 @@ class HwGraph:
             kind = entry.pop("kind")
             if kind not in LAYER_KINDS:
                 raise FormatError(f"{path}: unknown layer kind {kind!r}")
-            kwargs = {k: _decode(v, arrays, f"{path}:{entry.get('name')}.{k}") for k, v in entry.items()}
+            kwargs = {
+                k: _decode(v, arrays, f"{path}:{entry.get('name')}.{k}") for k, v in entry.items()
+            }
             layers.append(LAYER_KINDS[kind](**kwargs))
         return cls(tuple(layers), header.get("meta", {}))
 

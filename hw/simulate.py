@@ -35,7 +35,6 @@ from qnet.hw.graph import (
     Flatten,
     HwGraph,
     Input,
-    Layer,
     MaxPool,
     MultiThreshold,
     Quant,
@@ -43,7 +42,14 @@ from qnet.hw.graph import (
     _ensure_kinds_loaded,
 )
 
-__all__ = ["simulate", "simulate_int", "SIMULATORS", "register_simulator", "matmul_exact", "FLOAT_EXACT_LIMIT"]
+__all__ = [
+    "simulate",
+    "simulate_int",
+    "SIMULATORS",
+    "register_simulator",
+    "matmul_exact",
+    "FLOAT_EXACT_LIMIT",
+]
 
 #: Largest integer magnitude below which float64 sums of integers are exact.
 FLOAT_EXACT_LIMIT = 2**53
@@ -79,7 +85,9 @@ def matmul_exact(x: np.ndarray, w_t: np.ndarray, x_absmax: int | None = None) ->
         return (x.astype(np.float64) @ w_t.astype(np.float64)).astype(np.int64)
     if bound < _INT_LIMIT:
         return x @ w_t
-    raise FormatError(f"accumulator bound {bound} exceeds int64; the layer is too wide to simulate exactly")
+    raise FormatError(
+        f"accumulator bound {bound} exceeds int64; the layer is too wide to simulate exactly"
+    )
 
 
 def _shift_left(m: np.ndarray, shift: int, what: str) -> np.ndarray:
@@ -124,36 +132,48 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...]) ->
 
 # ----------------------------------------------------------------------------- layers
 @register_simulator("input")
-def _sim_input(layer: Input, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_input(
+    layer: Input, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     raise FormatError("internal: the input layer is not simulated by dispatch")
 
 
 @register_simulator("quant")
-def _sim_quant(layer: Quant, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_quant(
+    layer: Quant, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     return layer.out_type.quantize_int(xs[0], types[0].frac)
 
 
 @register_simulator("relu")
-def _sim_relu(layer: ReLU, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_relu(
+    layer: ReLU, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     return layer.out_type.quantize_int(np.maximum(xs[0], 0), types[0].frac)
 
 
 @register_simulator("flatten")
-def _sim_flatten(layer: Flatten, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_flatten(
+    layer: Flatten, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     x = xs[0]
     flat = x.reshape(x.shape[0], -1)
     return layer.out_type.quantize_int(flat, types[0].frac)
 
 
 @register_simulator("dense")
-def _sim_dense(layer: Dense, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_dense(
+    layer: Dense, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     x = xs[0]
     products = matmul_exact(x, layer.weight.T)
     return _accumulate(layer, products, types[0].frac + layer.weight_type.frac, channel_axis=1)
 
 
 @register_simulator("conv")
-def _sim_conv(layer: Conv, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_conv(
+    layer: Conv, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     x = xs[0]
     dims = layer.dims
     pad = [(0, 0), (0, 0)] + [(p, p) for p in layer.padding]
@@ -173,7 +193,9 @@ def _sim_conv(layer: Conv, graph: HwGraph, xs: list[np.ndarray], types: list[Fix
 
 
 @register_simulator("maxpool")
-def _sim_maxpool(layer: MaxPool, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_maxpool(
+    layer: MaxPool, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     win = _windows(xs[0], layer.kernel, layer.stride)
     dims = len(layer.kernel)
     out = win.max(axis=tuple(range(-dims, 0)))
@@ -181,7 +203,9 @@ def _sim_maxpool(layer: MaxPool, graph: HwGraph, xs: list[np.ndarray], types: li
 
 
 @register_simulator("avgpool")
-def _sim_avgpool(layer: AvgPool, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_avgpool(
+    layer: AvgPool, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     win = _windows(xs[0], layer.kernel, layer.stride)
     dims = len(layer.kernel)
     total = win.sum(axis=tuple(range(-dims, 0)))
@@ -190,7 +214,9 @@ def _sim_avgpool(layer: AvgPool, graph: HwGraph, xs: list[np.ndarray], types: li
 
 
 @register_simulator("add")
-def _sim_add(layer: Add, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]) -> np.ndarray:
+def _sim_add(
+    layer: Add, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
     frac = max(t.frac for t in types)
     a = _shift_left(xs[0], frac - types[0].frac, f"layer {layer.name!r} input 0")
     b = _shift_left(xs[1], frac - types[1].frac, f"layer {layer.name!r} input 1")
@@ -254,7 +280,9 @@ def simulate_int(graph: HwGraph, x: np.ndarray, trace: bool = False) -> dict[str
     return {graph.output.name: values[graph.output.name]}
 
 
-def simulate(graph: HwGraph, x: np.ndarray, trace: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+def simulate(
+    graph: HwGraph, x: np.ndarray, trace: bool = False
+) -> np.ndarray | dict[str, np.ndarray]:
     """Bit-accurate simulation of ``graph`` on float input ``x`` (N, *input shape).
 
     ``x`` is quantised once by the input ``FixedType``. Returns the output as exact float64
@@ -265,4 +293,3 @@ def simulate(graph: HwGraph, x: np.ndarray, trace: bool = False) -> np.ndarray |
         return {name: graph[name].out_type.from_int(m) for name, m in mantissas.items()}
     out = graph.output
     return out.out_type.from_int(mantissas[out.name])
-

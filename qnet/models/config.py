@@ -55,10 +55,16 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"unknown model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+            raise ConfigError(
+                f"unknown model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}"
+            )
         for name in ("w_bits", "a_bits", "in_bits"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not MIN_BITS <= value <= MAX_BITS
+            ):
                 raise ConfigError(
                     f"{name.replace('_', '-')} = {value!r} is not supported; qnet trains with "
                     f"{MIN_BITS}..{MAX_BITS} bits"
@@ -83,5 +89,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(
+                f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**data)

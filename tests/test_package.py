@@ -1,0 +1,100 @@
+"""Packaging: import names, lazy CLI, and a normal (non-editable) install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_hw_and_export_import_under_qnet() -> None:
+    import qnet.export
+    import qnet.hw
+
+    assert Path(qnet.hw.__file__).resolve().parent == ROOT / "hw"
+    assert Path(qnet.export.__file__).resolve().parent == ROOT / "export"
+
+
+def test_help_and_version_do_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from qnet.cli import main\n"
+        "for args in (['--help'], ['--version']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code in (0, None), e.code\n"
+        "heavy = [m for m in ('torch', 'brevitas', 'hls4ml', 'onnx', 'qonnx') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "HEAVY []" in out.stdout
+
+
+def test_hw_imports_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "import qnet.hw, qnet.hw.graph, qnet.hw.simulate, qnet.hw.fixed\n"
+        "for name in ('qnet.hw.boards', 'qnet.hw.estimate', 'qnet.hw.lstm'):\n"
+        "    try:\n"
+        "        __import__(name)\n"
+        "    except ModuleNotFoundError as e:\n"
+        "        if e.name != name: raise\n"
+        "assert 'torch' not in sys.modules, 'qnet.hw imported torch'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_cli_version_exit_code() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "from qnet.cli import main; main(['--version'])"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0
+    assert out.stdout.startswith("qnet ")
+
+
+def test_normal_install_imports_hw_and_export(tmp_path: Path) -> None:
+    """A non-editable install (wheel into a target dir) maps hw/ and export/ into qnet."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
+    code = (
+        "import qnet, qnet.hw, qnet.export, qnet.hw.fixed\n"
+        "from importlib.resources import files\n"
+        f"assert qnet.__file__.startswith({str(target)!r}), qnet.__file__\n"
+        "assert any(p.name.endswith('.toml') for p in files('qnet.boards').iterdir())\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(target))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
