@@ -128,8 +128,13 @@ class FixedType:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def int_type(cls, width: int, signed: bool = True) -> FixedType:
-        """``ap_int<width>`` / ``ap_uint<width>``."""
-        return cls(width, width, signed)
+        """``ap_int<width>`` / ``ap_uint<width>``.
+
+        Casting a double or an ``ap_fixed`` to ``ap_int`` follows C (truncation toward zero,
+        then wrap), unlike ``ap_fixed<W,W>`` whose default ``AP_TRN`` floors; so this is
+        ``FixedType(width, width, signed, TRN_ZERO, WRAP)``.
+        """
+        return cls(width, width, signed, Rounding.TRN_ZERO, Overflow.WRAP)
 
     @classmethod
     def parse(cls, text: str) -> FixedType:
@@ -202,10 +207,10 @@ class FixedType:
 
     @property
     def is_integer_type(self) -> bool:
-        """True when this is exactly ``ap_int<W>`` / ``ap_uint<W>`` (TRN, WRAP, lsb 1)."""
+        """True when this is exactly ``ap_int<W>`` / ``ap_uint<W>`` (TRN_ZERO, WRAP, lsb 1)."""
         return (
             self.integer == self.width
-            and self.rounding is Rounding.TRN
+            and self.rounding is Rounding.TRN_ZERO
             and self.overflow is Overflow.WRAP
         )
 
