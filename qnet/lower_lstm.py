@@ -1,0 +1,321 @@
+"""Lowering of Brevitas ``QuantLSTM`` to the hardware :class:`~qnet.hw.lstm.LSTM` layer.
+
+Every quantiser of the cell must be fixed point (power-of-two scale, zero point 0, round half
+to even, saturating); anything else raises :class:`~qnet.errors.UnsupportedLayerError`.
+Scales are read from the eval-mode module (they are learned or calibrated). Each activation
+quantiser's :class:`FixedType` is also checked against the quantiser itself on a dense grid of
+inputs, and the activation tables are computed by calling Brevitas' own (fused
+activation + quantiser) proxies on every representable input: exact by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from qnet.errors import UnsupportedLayerError
+from qnet.hw.fixed import FixedType, Overflow, Rounding
+from qnet.hw.graph import Layer, Quant
+from qnet.hw.lstm import LSTM
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import torch
+    from brevitas.core.function_wrapper import RoundSte
+    from brevitas.nn import QuantLSTM
+
+__all__ = ["lower_quant_lstm", "lstm_io_type", "act_proxy_type", "register"]
+
+_GATE_PARAMS = ("input_gate_params", "forget_gate_params", "cell_gate_params", "output_gate_params")
+_ACC_QUANTS = ("input_acc_quant", "forget_acc_quant", "cell_acc_quant", "output_acc_quant")
+_ACT_QUANTS = (
+    "input_sigmoid_quant",
+    "forget_sigmoid_quant",
+    "cell_tanh_quant",
+    "output_sigmoid_quant",
+)
+
+
+def _unsupported(where: str, what: str) -> UnsupportedLayerError:
+    return UnsupportedLayerError(
+        f"{where}: {what}. qnet lowers a QuantLSTM (num_layers=1, unidirectional, "
+        "batch_first=True, no coupled gates) whose quantisers are all fixed point: power-of-two "
+        "per-tensor scale, zero point 0, round-half-even, saturating (e.g. Brevitas' "
+        "*FixedPoint quantisers)"
+    )
+
+
+def _pow2_exponent(scale: Any, where: str) -> int:
+    s = torch.as_tensor(scale).detach().double().flatten()
+    if s.numel() != 1:
+        raise _unsupported(where, f"per-channel scale with {s.numel()} entries")
+    value = float(s[0])
+    if not value > 0:
+        raise _unsupported(where, f"scale {value} is not positive")
+    exp = round(math.log2(value))
+    if math.ldexp(1.0, exp) != value:
+        raise _unsupported(where, f"scale {value!r} is not a power of two")
+    return exp
+
+
+def _value(out: Any) -> torch.Tensor:
+    """The tensor of a proxy output (a QuantTensor, a tuple (value, scale, ...), or a tensor)."""
+    if hasattr(out, "value"):
+        return out.value
+    if isinstance(out, tuple):
+        return out[0]
+    return out
+
+
+def act_proxy_type(proxy: Any, where: str) -> FixedType:
+    """The :class:`FixedType` of a Brevitas activation quant proxy, checked against it.
+
+    Raises
+    ------
+    UnsupportedLayerError
+        If the quantiser is disabled, not fixed point, or does not behave as the type.
+    """
+    if proxy is None or not getattr(proxy, "is_quant_enabled", False):
+        raise _unsupported(where, "the quantiser is missing or disabled")
+    fused = proxy.fused_activation_quant_proxy
+    int_quant = getattr(getattr(fused.tensor_quant, "int_quant", None), "float_to_int_impl", None)
+    if not isinstance(int_quant, RoundSte):
+        raise _unsupported(where, f"rounding {type(int_quant).__name__} (need RoundSte)")
+    if float(torch.as_tensor(proxy.zero_point()).abs().max()) != 0.0:
+        raise _unsupported(where, "non-zero zero point")
+    exp = _pow2_exponent(proxy.scale(), where)
+    bits = int(proxy.bit_width())
+    signed = bool(proxy.is_signed)
+    narrow = bool(proxy.is_narrow_range)
+    if narrow and not signed:
+        raise _unsupported(where, "unsigned narrow range")
+    t = FixedType(
+        bits, bits + exp, signed, Rounding.RND_CONV, Overflow.SAT_SYM if narrow else Overflow.SAT
+    )
+    return t
+
+
+def _check_quantiser(quant_fn: Any, t: FixedType, where: str) -> None:
+    """Compare ``quant_fn`` (float32 tensor -> tensor) with ``t`` on a dense grid incl. ties."""
+    fine = t.frac + 2
+    span = 1 << (t.width + 2)
+    grid = np.arange(-span, span + 1, dtype=np.int64) if t.signed else np.arange(-4, span + 1)
+    values = np.ldexp(grid.astype(np.float64), -fine)
+    with torch.no_grad():
+        got = _value(quant_fn(torch.tensor(values, dtype=torch.float32))).double().numpy()
+    want = t.quantize(values)
+    if not np.array_equal(got, want):
+        bad = int(np.argmax(got != want))
+        raise _unsupported(
+            where,
+            f"the quantiser does not behave as {t}: input {values[bad]} -> {got[bad]}, "
+            f"expected {want[bad]}",
+        )
+
+
+def _act_quant_fn(layer: Any, name: str) -> Any:
+    """The callable the cell applies for quantiser ``name`` (as the fast or the plain cell)."""
+    proxy = getattr(layer.cell, name)
+    if layer.fast_mode:
+        return proxy.fused_activation_quant_proxy
+    return proxy
+
+
+def _table(layer: Any, name: str, domain: FixedType, out: FixedType, where: str) -> np.ndarray:
+    """``out`` mantissas of quantiser ``name`` at every ``domain`` value (float32, as Brevitas)."""
+    mantissas = np.arange(domain.int_min, domain.int_max + 1, dtype=np.int64)
+    x = torch.tensor(domain.from_int(mantissas), dtype=torch.float32)
+    with torch.no_grad():
+        y = _value(_act_quant_fn(layer, name)(x)).double().numpy()
+    scaled = np.ldexp(y, out.frac)
+    if not np.array_equal(scaled, np.round(scaled)) or not out.contains(y):
+        raise _unsupported(where, f"table values of {name} do not fit {out}")
+    return scaled.astype(np.int64)
+
+
+def _weight(gate: Any, which: str, where: str) -> tuple[np.ndarray, FixedType]:
+    q = getattr(gate, which)()
+    return _mantissas(q, f"{where}.{which}")
+
+
+def _mantissas(q: Any, where: str) -> tuple[np.ndarray, FixedType]:
+    if float(torch.as_tensor(q.zero_point).abs().max()) != 0.0:
+        raise _unsupported(where, "non-zero zero point")
+    exp = _pow2_exponent(q.scale, where)
+    bits = int(q.bit_width)
+    value = q.value.detach().double().numpy()
+    scaled = np.ldexp(value, -exp)
+    if not np.array_equal(scaled, np.round(scaled)):
+        raise _unsupported(where, "values are not integer multiples of the scale")
+    t = FixedType(bits, bits + exp, bool(q.signed))
+    mant = scaled.astype(np.int64)
+    if mant.size and (mant.min() < t.int_min or mant.max() > t.int_max):
+        raise _unsupported(where, f"mantissas do not fit {t}")
+    return mant, t
+
+
+def lstm_io_type(module: QuantLSTM, name: str = "lstm") -> FixedType:
+    """The FixedType of the LSTM's io quantiser (its input is requantised to it; h has it)."""
+    layer = _single_layer(module, name)
+    t = act_proxy_type(layer.io_quant, f"{name}.io_quant")
+    _check_quantiser(layer.io_quant.fused_activation_quant_proxy, t, f"{name}.io_quant")
+    return t
+
+
+def _single_layer(module: QuantLSTM, name: str) -> Any:
+    where = f"{name} ({type(module).__name__})"
+    if not isinstance(module, QuantLSTM):
+        raise UnsupportedLayerError(f"{where}: not a brevitas.nn.QuantLSTM")
+    if len(module.layers) != 1:
+        raise _unsupported(where, f"num_layers={len(module.layers)}")
+    if len(module.layers[0]) != 1:
+        raise _unsupported(where, "bidirectional=True")
+    layer = module.layers[0][0]
+    if layer.cifg:
+        raise _unsupported(where, "coupled_input_forget_gates=True")
+    if not layer.cell.batch_first:
+        raise _unsupported(where, "batch_first=False (qnet graphs are batch first: (N, T, F))")
+    if layer.reverse_input or layer.quantize_output_only:
+        raise _unsupported(where, "reversed or output-only-quantised layer")
+    if module.training:
+        raise _unsupported(where, "module is in training mode; call model.eval() first")
+    return layer
+
+
+def _acc_type(bound: int, frac: int) -> FixedType:
+    width = max(bound.bit_length() + 1, 2)
+    return FixedType(width, width - frac, True)
+
+
+def lower_quant_lstm(
+    module: QuantLSTM,
+    name: str,
+    input_name: str,
+    in_type: FixedType,
+    in_shape: tuple[int, ...],
+    return_sequences: bool = True,
+) -> list[Layer]:
+    """Lower one ``QuantLSTM`` to hardware layers.
+
+    Parameters
+    ----------
+    module : brevitas.nn.QuantLSTM
+        In eval mode.
+    name : str
+        The module's path (layer names derive from it).
+    input_name, in_type, in_shape : str, FixedType, tuple
+        The producing layer, its output type and per-sample shape ``(T, input_size)``.
+    return_sequences : bool
+        Output ``(T, hidden)`` (the QuantLSTM's ``outputs``) or only the last step ``(hidden,)``.
+
+    Returns
+    -------
+    list of Layer
+        A :class:`~qnet.hw.graph.Quant` requantising the input to the io type (only when
+        ``in_type`` differs from it), then the :class:`~qnet.hw.lstm.LSTM`.
+    """
+    layer = _single_layer(module, name)
+    src = f"{name}: {type(module).__name__}"
+    if len(in_shape) != 2 or in_shape[1] != layer.input_size:
+        raise _unsupported(src, f"input shape {in_shape}, expected (T, {layer.input_size})")
+    io_t = lstm_io_type(module, name)
+    out: list[Layer] = []
+    if in_type != io_t:
+        out.append(Quant(f"{name}.io_quant", (input_name,), tuple(in_shape), io_t, src))
+        input_name = out[-1].name
+    cell = layer.cell
+    gate_types, act_types = [], []
+    for k in range(4):
+        where = f"{name}.{_ACC_QUANTS[k]}"
+        t = act_proxy_type(getattr(cell, _ACC_QUANTS[k]), where)
+        _check_quantiser(_act_quant_fn(layer, _ACC_QUANTS[k]), t, where)
+        gate_types.append(t)
+        act_types.append(act_proxy_type(getattr(cell, _ACT_QUANTS[k]), f"{name}.{_ACT_QUANTS[k]}"))
+    cell_t = act_proxy_type(cell.cell_state_quant, f"{name}.cell_state_quant")
+    _check_quantiser(_act_quant_fn(layer, "cell_state_quant"), cell_t, f"{name}.cell_state_quant")
+    tanh_t = act_proxy_type(cell.hidden_state_tanh_quant, f"{name}.hidden_state_tanh_quant")
+    if len({t.width for t in gate_types}) != 1:
+        raise _unsupported(src, "gate accumulator quantisers of different bit widths")
+    for t, what in [(gate_types[0], "gate_acc_quant"), (cell_t, "cell_state_quant")]:
+        if t.width > 12:
+            raise _unsupported(src, f"{what} of {t.width} bits: activation tables need <= 12 bits")
+
+    with torch.no_grad():
+        quant_input = layer.io_quant(torch.zeros(1, layer.input_size))
+        wi, wh, wi_t, wh_t, bias, bias_t = [], [], [], [], [], []
+        for k, gp_name in enumerate(_GATE_PARAMS):
+            gp = getattr(layer, gp_name)
+            where = f"{name}.{gp_name}"
+            qwi = gp.input_weight()
+            m, t = _mantissas(qwi, f"{where}.input_weight")
+            wi.append(m)
+            wi_t.append(t)
+            m, t = _weight(gp, "hidden_weight", where)
+            wh.append(m)
+            wh_t.append(t)
+            qb = gp.bias_quant(gp.bias, quant_input, qwi)
+            if qb is not None:
+                m, t = _mantissas(qb, f"{where}.bias")
+                bias.append(m)
+                bias_t.append(t)
+    has_bias = bool(bias)
+    hid = layer.hidden_size
+
+    # Exact accumulators, sized from the bound on |W x + U h + b| on each gate's grid.
+    acc_types = []
+    x_abs = max(abs(io_t.int_min), abs(io_t.int_max))
+    for k in range(4):
+        parts = [io_t.frac + wi_t[k].frac, io_t.frac + wh_t[k].frac]
+        if has_bias:
+            parts.append(bias_t[k].frac)
+        frac = max(parts)
+        bound_rows = (np.abs(wi[k]).sum(axis=1) << (frac - parts[0])) * x_abs
+        bound_rows = bound_rows + (np.abs(wh[k]).sum(axis=1) << (frac - parts[1])) * x_abs
+        if has_bias:
+            bound_rows = bound_rows + (np.abs(bias[k]) << (frac - parts[2]))
+        acc_types.append(_acc_type(int(bound_rows.max()), frac))
+
+    gate_tables = np.stack(
+        [
+            _table(layer, _ACT_QUANTS[k], gate_types[k], act_types[k], f"{name}.{_ACT_QUANTS[k]}")
+            for k in range(4)
+        ]
+    )
+    tanh_table = _table(
+        layer, "hidden_state_tanh_quant", cell_t, tanh_t, f"{name}.hidden_state_tanh_quant"
+    )
+    steps = int(in_shape[0])
+    out.append(
+        LSTM(
+            name=name,
+            inputs=(input_name,),
+            out_shape=(steps, hid) if return_sequences else (hid,),
+            out_type=io_t,
+            source=src,
+            input_weight=np.stack(wi),
+            hidden_weight=np.stack(wh),
+            input_weight_types=tuple(wi_t),
+            hidden_weight_types=tuple(wh_t),
+            bias=np.stack(bias) if has_bias else None,
+            bias_types=tuple(bias_t) if has_bias else None,
+            acc_types=tuple(acc_types),
+            gate_types=tuple(gate_types),
+            act_types=tuple(act_types),
+            gate_tables=gate_tables,
+            cell_type=cell_t,
+            tanh_type=tanh_t,
+            tanh_table=tanh_table,
+            return_sequences=return_sequences,
+        )
+    )
+    return out
+
+
+def register() -> None:
+    """Plug :func:`lower_quant_lstm` into :mod:`qnet.lower`'s registry (see that module)."""
+    # Filled in once qnet/lower.py defines its registry API.
+    return None
