@@ -1,0 +1,1 @@
+"""Built-in lowering handlers (registered into :mod:`qnet.lower` on import)."""

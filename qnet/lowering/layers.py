@@ -1,0 +1,1 @@
+"""Lowering handlers of the built-in layers (see qnet.lower for the handler signature)."""
