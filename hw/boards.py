@@ -201,23 +201,23 @@ def _check_table(
     unknown = sorted(set(data) - set(schema))
     if unknown:
         raise BoardError(
-            f"{where}: unknown field {prefix}{unknown[0]!r}; accepted fields: "
+            f"{where}: unknown field '{prefix}{unknown[0]}'; accepted fields: "
             f"{', '.join(prefix + k for k in schema)}"
         )
     for key, (types, required) in schema.items():
         if key not in data:
             if required:
-                raise BoardError(f"{where}: missing required field {prefix}{key!r}")
+                raise BoardError(f"{where}: missing required field '{prefix}{key}'")
             continue
         value = data[key]
         # bool is an int subclass: refuse it where a number is expected
         if isinstance(value, bool) or not isinstance(value, types):
             raise BoardError(
-                f"{where}: field {prefix}{key!r} must be a {_type_name(types)}, "
+                f"{where}: field '{prefix}{key}' must be a {_type_name(types)}, "
                 f"got {type(value).__name__} {value!r}"
             )
         if isinstance(value, int | float) and value < 0:
-            raise BoardError(f"{where}: field {prefix}{key!r} must be >= 0, got {value!r}")
+            raise BoardError(f"{where}: field '{prefix}{key}' must be >= 0, got {value!r}")
 
 
 def parse_board(data: dict[str, Any], where: str = "<board>") -> Board:
