@@ -1,0 +1,95 @@
+"""Quantised LSTM sequence classifier.
+
+Every quantiser of the Brevitas ``QuantLSTM`` cell is fixed point (power-of-two scale, zero
+point 0), so the cell is integer arithmetic plus tables over 8-bit domains:
+
+- weights: ``w_bits`` signed narrow per tensor (input and hidden weights of each gate have their
+  own scale); biases 16-bit at scale input_scale * input_weight_scale;
+- ``io_quant`` (the LSTM input and the hidden state h): ``a_bits`` signed, covering [-1, 1);
+- gate accumulators: 8-bit signed, covering [-8, 8) at init (scale 2**-4, learned);
+- sigmoid outputs: 8-bit unsigned, [0, 1) (scale 2**-8, learned);
+- tanh outputs: 8-bit signed, [-1, 1) (scale 2**-7, learned);
+- cell state: 8-bit signed, [-4, 4) (scale 2**-5, learned), shared by the three roundings.
+
+Read the actual scales from the eval-mode model: they are learned parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from brevitas.nn import QuantIdentity, QuantLinear, QuantLSTM
+from brevitas.quant_tensor import IntQuantTensor
+from torch import nn
+
+from qnet.errors import ConfigError
+from qnet.models._quant import (
+    bias_quant,
+    input_quant,
+    signed_range_quant,
+    unsigned_range_quant,
+    weight_quant,
+)
+from qnet.models.config import ModelConfig
+
+__all__ = ["LSTMNet", "GATE_BITS"]
+
+#: Bit width of the gate accumulators, sigmoid/tanh outputs and the cell state.
+GATE_BITS = 8
+
+
+class LSTMNet(nn.Module):
+    """QuantIdentity -> QuantLSTM (batch_first) -> QuantLinear on the last hidden state.
+
+    Input (N, T, F) float; output (N, num_classes) float logits. ``config.hidden[0]`` is the
+    LSTM hidden size.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.kind != "lstm":
+            raise ConfigError(f"LSTMNet needs kind 'lstm', got {config.kind!r}")
+        if len(config.in_shape) != 2:
+            raise ConfigError(f"lstm needs in_shape (T, F), got {config.in_shape}")
+        if len(config.hidden) != 1:
+            raise ConfigError(f"lstm takes one hidden size, got hidden={config.hidden}")
+        self.config = config
+        hidden = config.hidden[0]
+        self.input_quant = QuantIdentity(input_quant(config.in_bits), return_quant_tensor=True)
+        self.lstm = QuantLSTM(
+            input_size=config.in_shape[1],
+            hidden_size=hidden,
+            num_layers=1,
+            batch_first=True,
+            bias=True,
+            weight_quant=weight_quant(config.w_bits),
+            bias_quant=bias_quant(),
+            io_quant=signed_range_quant(config.a_bits, 1.0),
+            gate_acc_quant=signed_range_quant(GATE_BITS, 8.0),
+            sigmoid_quant=unsigned_range_quant(GATE_BITS, 1.0),
+            tanh_quant=signed_range_quant(GATE_BITS, 1.0),
+            cell_state_quant=signed_range_quant(GATE_BITS, 4.0),
+            return_quant_tensor=True,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = QuantLinear(
+            hidden,
+            config.num_classes,
+            bias=True,
+            weight_quant=weight_quant(config.w_bits),
+            bias_quant=bias_quant(),
+            return_quant_tensor=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float input (N, T, F) -> float logits (N, num_classes)."""
+        outputs, _ = self.lstm(self.input_quant(x))
+        # The last time step's hidden state, still a fixed-point QuantTensor (exact slice).
+        last = IntQuantTensor(
+            outputs.value[:, -1, :],
+            outputs.scale,
+            outputs.zero_point,
+            outputs.bit_width,
+            outputs.signed,
+            outputs.training,
+        )
+        return self.fc(self.dropout(last))
