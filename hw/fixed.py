@@ -9,6 +9,12 @@ A :class:`FixedType` means exactly what Xilinx/hls4ml ``ap_fixed<W,I,Q,O,N>``,
   ``[-2**(W-1), 2**(W-1) - 1]`` (signed) or ``[0, 2**W - 1]`` (unsigned);
 * ``rounding`` says how a value between two representable ones is rounded (applied first),
   ``overflow`` what happens to a rounded value out of range (applied second).
+* ``ap_int<W>`` / ``ap_uint<W>`` are ``FixedType(W, W, signed, TRN_ZERO, WRAP)``: casts to
+  them follow C (truncate toward zero), unlike ``ap_fixed<W,W>`` (``AP_TRN`` floors).
+
+Checked bit for bit against the ap_types headers shipped with hls4ml by
+``tests/hw/test_fixed_diff.py``. One known header defect is not copied: ``ap_int<W>(double x)``
+returns 1 (not 0) for -0.5 < x < 0; ``ap_fixed`` casts and ``ap_fixed -> ap_int`` are correct.
 
 Exactness. All arithmetic is done on integer mantissas (int64) or on float64 values where a
 float64 operation is provably exact: scaling by a power of two (``np.ldexp``) with no
@@ -115,8 +121,6 @@ class FixedType:
         object.__setattr__(self, "signed", bool(self.signed))
         if self.width < 1:
             raise FormatError(f"FixedType.width must be >= 1, got {self.width}")
-        if self.signed and self.width < 2 and self.overflow is Overflow.SAT_SYM:
-            raise FormatError("ap_fixed<1,...> with AP_SAT_SYM has no symmetric range")
         for field, cls in (("rounding", Rounding), ("overflow", Overflow)):
             value = getattr(self, field)
             if isinstance(value, str):
@@ -124,6 +128,8 @@ class FixedType:
                 object.__setattr__(self, field, value)
             if not isinstance(value, cls):
                 raise FormatError(f"FixedType.{field} must be a {cls.__name__}, got {value!r}")
+        if self.signed and self.width < 2 and self.overflow is Overflow.SAT_SYM:
+            raise FormatError("ap_fixed<1,...> with AP_SAT_SYM has no symmetric range")
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -341,14 +347,23 @@ class FixedType:
         m = np.asarray(mantissa, dtype=np.int64)
         shift = frac - self.frac
         if shift <= 0:
-            if m.size:
-                bits = int(max(abs(int(m.min())), abs(int(m.max())))).bit_length()
-                if bits - shift > 62:
-                    raise FormatError(
-                        f"quantize_int to {self}: shifting {bits}-bit mantissas left by {-shift} "
-                        "overflows int64"
-                    )
-            return self._saturate(m << np.int64(-shift))
+            # Exact left shift. Shift only what cannot overflow int64: for WRAP the low
+            # W - sh bits (the rest wraps away), otherwise in-range mantissas (the rest is
+            # replaced by a just-out-of-range mantissa of the same sign, which saturates alike).
+            sh = -shift
+            if self.overflow is Overflow.WRAP:
+                if sh >= self.width:
+                    return np.zeros(m.shape, dtype=np.int64)
+                low = m & np.int64((1 << (self.width - sh)) - 1)
+                return self._saturate(low << np.int64(sh))
+            lim_hi = self.int_max >> sh
+            lim_lo = -((-self.int_min) >> sh)
+            in_range = (m >= lim_lo) & (m <= lim_hi)
+            shifted = np.zeros_like(m)
+            if sh <= 62:
+                shifted = np.where(in_range, m, 0) << np.int64(sh)
+            outside = np.where(m > lim_hi, self.int_max + 1, self.int_min - 1)
+            return self._saturate(np.where(in_range, shifted, outside).astype(np.int64))
         if shift > 62:
             # Every mantissa is far below one lsb: keep only its sign for rounding purposes.
             floor = np.where(m < 0, -1, 0).astype(np.int64)

@@ -89,6 +89,9 @@ _PAIRS = [
     ((20, 12, True), "ap_uint<6>"),
     ((16, 6, True), _cpp_fixed(1, 1, True, Rounding.RND, Overflow.SAT)),
     ((16, 6, True), _cpp_fixed(8, 3, True, Rounding.TRN_ZERO, Overflow.SAT_SYM)),
+    ((16, 30, True), _cpp_fixed(10, -2, True, Rounding.RND, Overflow.SAT)),  # left shift 26
+    ((16, 30, True), _cpp_fixed(10, -2, True, Rounding.RND, Overflow.WRAP)),
+    ((12, 20, False), _cpp_fixed(24, 20, True, Rounding.RND_CONV, Overflow.WRAP)),
 ]
 
 
