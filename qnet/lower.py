@@ -61,7 +61,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,25 +69,15 @@ import numpy as np
 from qnet.errors import CheckpointError, UnsupportedLayerError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import (
-    Add,
-    AvgPool,
-    Conv,
-    Dense,
-    Flatten,
     HwGraph,
     Input,
     Layer,
-    MaxPool,
-    MultiThreshold,
-    Quant,
-    ReLU,
 )
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
-    from brevitas import nn as qnn
     from brevitas.quant_tensor import IntQuantTensor, QuantTensor
     from torch import nn
     from torch.overrides import TorchFunctionMode

@@ -1,1 +1,454 @@
-"""Lowering handlers of the built-in layers (see qnet.lower for the handler signature)."""
+"""Lowering handlers of the built-in layers (handler signature: see :mod:`qnet.lower`).
+
+Each handler turns one recorded call into HwGraph layers. Brevitas semantics relied upon:
+
+* activation quantisers (QuantIdentity, QuantReLU, output quantisers) compute
+  ``clamp(round(x / scale)) * scale`` in float32, exact for power-of-two scales;
+* QuantLinear / QuantConv compute ``F.linear`` / ``F.conv`` on dequantised float32 values,
+  exact while every partial sum stays below 2**24 lsb (recorded per layer by the lowering);
+* BatchNorm (eval) + quantised activation is a monotone function of the integer accumulator,
+  lowered to a :class:`~qnet.hw.graph.MultiThreshold` whose thresholds are found by running the
+  very same torch modules at integer accumulator points (binary search): exact by construction.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from qnet.errors import UnsupportedLayerError
+from qnet.hw.fixed import FixedType
+from qnet.hw.graph import (
+    Add,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    Input,
+    MaxPool,
+    MultiThreshold,
+    Quant,
+    ReLU,
+)
+from qnet.lower import (
+    Call,
+    LowerContext,
+    TensorRef,
+    acc_type_for,
+    fixed_type_of,
+    register_function_lowerer,
+    register_lowerer,
+    weight_mantissas,
+)
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import torch
+    from brevitas import nn as qnn
+    from brevitas.quant_tensor import QuantTensor
+    from torch import nn
+
+__all__: list[str] = []
+
+
+def _value(obj: Any) -> torch.Tensor:
+    return obj.value if isinstance(obj, QuantTensor) else obj
+
+
+def _first_tensor(call: Call) -> Any:
+    for a in list(call.args) + list(call.kwargs.values()):
+        if isinstance(a, QuantTensor | torch.Tensor):
+            return a
+    raise UnsupportedLayerError(f"{call.source}: called without a tensor argument")
+
+
+def _shape(obj: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in _value(obj).shape[1:])
+
+
+def _enabled(proxy: Any) -> bool:
+    return proxy is not None and bool(getattr(proxy, "is_quant_enabled", False))
+
+
+# ------------------------------------------------------------------------- activations
+def _act_output_type(ctx: LowerContext, call: Call) -> tuple[FixedType, Any]:
+    """Type of a QuantIdentity/QuantReLU output, from re-running its quantiser on its input."""
+    module = call.module
+    assert module is not None
+    if _enabled(getattr(module, "input_quant", None)):
+        raise ctx.unsupported(
+            call,
+            "an input quantiser on an activation layer",
+            "QuantReLU/QuantIdentity with act_quant only",
+        )
+    x = _first_tensor(call)
+    qt = module.act_quant(_value(x))
+    if not isinstance(qt, QuantTensor):
+        raise ctx.unsupported(call, "its quantiser is disabled", "an enabled integer act_quant")
+    return fixed_type_of(call, qt, module.act_quant, "the output quantiser"), qt
+
+
+def _multithreshold(
+    ctx: LowerContext, call: Call, ref: TensorRef, out_type: FixedType
+) -> TensorRef:
+    """Float ops in ``ref.pending`` followed by this activation -> MultiThreshold (exact)."""
+    module = call.module
+    assert module is not None and ref.type is not None and ref.layer is not None
+    in_type = ref.type
+    shape = ref.shape
+    channels = shape[0]
+    a_min, a_max = in_type.int_min, in_type.int_max
+    out_frac = out_type.frac
+
+    def q(a: np.ndarray) -> np.ndarray:
+        """Integer outputs for accumulator mantissas ``a`` (K, C) -> (K, C), via torch float32."""
+        vals = np.ldexp(a.astype(np.float64), -in_type.frac).astype(np.float32)
+        x = torch.from_numpy(vals).reshape(a.shape[0], channels, *([1] * (len(shape) - 1)))
+        x = x.expand(a.shape[0], *shape).contiguous()
+        for op in ref.pending:
+            x = op.target(x)
+        y = _value(module(x)).double().numpy()
+        m = np.ldexp(y, out_frac)
+        first = m.reshape(a.shape[0], channels, -1)
+        if not np.all(first == first[..., :1]):
+            raise ctx.unsupported(
+                call, "BatchNorm output depends on the position (not per-channel)"
+            )
+        return first[..., 0].astype(np.int64)
+
+    ends = q(np.array([[a_min] * channels, [a_max] * channels], dtype=np.int64))
+    increasing = ends[1] >= ends[0]
+    base = int(ends.min())
+    top = int(ends.max())
+    n_thr = top - base
+    levels = base + 1 + np.arange(n_thr, dtype=np.int64)[:, None]  # (K, 1)
+    lo = np.full((n_thr, channels), a_min, dtype=np.int64)
+    hi = np.full((n_thr, channels), a_max + 1, dtype=np.int64)
+    # smallest a with cond(a): cond = q(a) >= k (increasing) or q(a) < k (decreasing)
+    for _ in range(80):
+        active = lo < hi
+        if not active.any():
+            break
+        mid = lo + (hi - lo) // 2
+        qm = q(np.minimum(mid, a_max))
+        cond = np.where(increasing[None, :], qm >= levels, qm < levels)
+        hi = np.where(active & cond, mid, hi)
+        lo = np.where(active & ~cond, mid + 1, lo)
+    else:  # pragma: no cover - 80 halvings cover any int64 range
+        raise ctx.unsupported(call, "threshold search did not converge")
+    thresholds = np.sort(lo.T, axis=1)
+    layer = MultiThreshold(
+        name=ctx.name(call),
+        inputs=(ref.layer,),
+        out_shape=shape,
+        out_type=out_type,
+        source=", ".join([p.source for p in ref.pending] + [call.source]),
+        thresholds=thresholds,
+        increasing=increasing,
+        out_base=base,
+    )
+    out = ctx.add(layer)
+    # self-check on the end points and every threshold (cheap, catches non-monotone ops)
+    got = _mt_eval(layer, np.concatenate([thresholds.T, thresholds.T - 1, ends]))
+    want = q(np.clip(np.concatenate([thresholds.T, thresholds.T - 1, ends]), a_min, a_max))
+    clipped = np.concatenate([thresholds.T, thresholds.T - 1, ends])
+    ok = (clipped >= a_min) & (clipped <= a_max)
+    if not np.array_equal(got[ok], want[ok]):
+        raise ctx.unsupported(call, "the float operations before it are not monotone per channel")
+    return out
+
+
+def _mt_eval(layer: MultiThreshold, a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    n = layer.thresholds.shape[1]
+    for c in range(a.shape[1]):
+        count = np.searchsorted(layer.thresholds[c], a[:, c], side="right")
+        out[:, c] = layer.out_base + (count if layer.increasing[c] else n - count)
+    return out
+
+
+@register_lowerer(qnn.QuantIdentity, qnn.QuantReLU)
+def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
+    ref = ctx.input(call, 0)
+    out_type, _ = _act_output_type(ctx, call)
+    is_relu = isinstance(call.module, qnn.QuantReLU)
+    if ref.is_float_input:
+        if is_relu:
+            raise ctx.unsupported(
+                call,
+                "a QuantReLU on the unquantised model input",
+                "a QuantIdentity as the first layer",
+            )
+        return ctx.add(Input(ctx.name(call), (), ref.shape, out_type, call.source))
+    if ref.pending:
+        return _multithreshold(ctx, call, ref, out_type)
+    ref = ctx.quantised_input(call, 0)
+    cls = ReLU if is_relu else Quant
+    return ctx.add(cls(ctx.name(call), (ref.layer,), ref.shape, out_type, call.source))
+
+
+# ----------------------------------------------------------------------- dense / conv
+def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[TensorRef, Any]:
+    """Apply the layer's own input quantiser, if enabled; return (ref, quant input)."""
+    module = call.module
+    x = _first_tensor(call)
+    proxy = getattr(module, "input_quant", None)
+    if not _enabled(proxy):
+        if not isinstance(x, QuantTensor):
+            # Brevitas would compute on an unquantised float tensor (e.g. after BatchNorm)
+            raise ctx.unsupported(
+                call,
+                "its input is not a QuantTensor (the previous layer returns a float tensor)",
+                "a quantised input (return_quant_tensor=True on the previous activation)",
+            )
+        return ref, x
+    qx = proxy(_value(x))
+    t = fixed_type_of(call, qx, proxy, "the input quantiser")
+    r = ctx.add(Quant(ctx.name(call, ".input_quant"), (ref.layer,), ref.shape, t, call.source))
+    return r, qx
+
+
+def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
+    module = call.module
+    ref = ctx.quantised_input(call, 0)
+    ref, qx = _requant_input(ctx, call, ref)
+    assert ref.type is not None
+    in_type = ref.type
+    if not ref.type.contains(_value(qx).double().numpy()):
+        raise ctx.unsupported(call, f"its input values do not fit {in_type}")
+    qw = module.quant_weight(qx)
+    weight, weight_type = weight_mantissas(call, qw, "weight")
+    bias = bias_type = None
+    if module.bias is not None:
+        qb = module.bias_quant(module.bias, qx, qw)
+        bias, bias_type = weight_mantissas(call, qb, "bias")
+        bias = bias.reshape(-1)
+    acc_type, bound = acc_type_for(in_type, weight, weight_type, bias, bias_type)
+    out_type = acc_type
+    if _enabled(getattr(module, "output_quant", None)):
+        out_qt = call.output
+        if not isinstance(out_qt, QuantTensor):
+            out_qt = module.output_quant(_value(call.output))
+        out_type = fixed_type_of(call, out_qt, module.output_quant, "the output quantiser")
+    name = ctx.name(call)
+    layer = make(
+        name=name,
+        inputs=(ref.layer,),
+        out_shape=_shape(call.output),
+        out_type=out_type,
+        source=call.source,
+        weight=weight,
+        weight_type=weight_type,
+        bias=bias,
+        bias_type=bias_type,
+        acc_type=acc_type,
+    )
+    ctx.record_acc_bound(name, bound)
+    return ctx.add(layer)
+
+
+@register_lowerer(qnn.QuantLinear)
+def _lower_linear(ctx: LowerContext, call: Call) -> TensorRef:
+    ref = ctx.input(call, 0)
+    if len(ref.shape) != 1:
+        raise ctx.unsupported(
+            call,
+            f"input of per-sample shape {ref.shape}",
+            "QuantLinear on flat (N, features) input (Flatten first)",
+        )
+    return _weighted(ctx, call, Dense)
+
+
+def _pair(v: Any, dims: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, tuple | list) else (int(v),) * dims
+
+
+@register_lowerer(qnn.QuantConv1d, qnn.QuantConv2d)
+def _lower_conv(ctx: LowerContext, call: Call) -> TensorRef:
+    m = call.module
+    dims = 1 if isinstance(m, qnn.QuantConv1d) else 2
+    accepted = "groups=1, dilation=1, integer zero padding (padding_mode='zeros')"
+    if m.groups != 1:
+        raise ctx.unsupported(call, f"groups={m.groups}", accepted)
+    if any(d != 1 for d in _pair(m.dilation, dims)):
+        raise ctx.unsupported(call, f"dilation={m.dilation}", accepted)
+    if isinstance(m.padding, str) or m.padding_mode != "zeros":
+        raise ctx.unsupported(
+            call, f"padding={m.padding!r}, padding_mode={m.padding_mode!r}", accepted
+        )
+
+    def make(**kw: Any) -> Conv:
+        return Conv(stride=_pair(m.stride, dims), padding=_pair(m.padding, dims), **kw)
+
+    return _weighted(ctx, call, make)
+
+
+# ------------------------------------------------------------------------ float ops
+@register_lowerer(nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU)
+def _lower_pending(ctx: LowerContext, call: Call) -> TensorRef:
+    """BatchNorm / float ReLU: deferred until the next quantised activation (MultiThreshold)."""
+    ref = ctx.input(call, 0)
+    if ref.is_float_input:
+        raise ctx.unsupported(
+            call, "applied to the unquantised model input", "after a QuantConv/QuantLinear"
+        )
+    m = call.module
+    if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and not m.track_running_stats:
+        raise ctx.unsupported(
+            call, "BatchNorm without running statistics", "track_running_stats=True"
+        )
+    return TensorRef(ref.layer, ref.type, ref.shape, ref.pending + (call,))
+
+
+@register_lowerer(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+def _lower_identity(ctx: LowerContext, call: Call) -> None:
+    ctx.input(call, 0)
+    return None
+
+
+# ------------------------------------------------------------------------ pooling / shape
+@register_lowerer(nn.MaxPool1d, nn.MaxPool2d)
+def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
+    m = call.module
+    dims = 1 if isinstance(m, nn.MaxPool1d) else 2
+    ref = ctx.quantised_input(call, 0)
+    kernel = _pair(m.kernel_size, dims)
+    stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
+    accepted = "padding=0, dilation=1, return_indices=False, ceil_mode=False"
+    if any(_pair(m.padding, dims)) or any(d != 1 for d in _pair(m.dilation, dims)):
+        raise ctx.unsupported(call, f"padding={m.padding}, dilation={m.dilation}", accepted)
+    if m.return_indices or m.ceil_mode:
+        raise ctx.unsupported(call, "return_indices/ceil_mode", accepted)
+    return ctx.add(
+        MaxPool(
+            ctx.name(call),
+            (ref.layer,),
+            _shape(call.output),
+            ref.type,
+            call.source,
+            kernel=kernel,
+            stride=stride,
+        )
+    )
+
+
+@register_lowerer(nn.AvgPool1d, nn.AvgPool2d)
+def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
+    m = call.module
+    dims = 1 if isinstance(m, nn.AvgPool1d) else 2
+    ref = ctx.quantised_input(call, 0)
+    assert ref.type is not None
+    kernel = _pair(m.kernel_size, dims)
+    stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
+    n = int(np.prod(kernel))
+    accepted = "padding=0, ceil_mode=False, no divisor_override, a power-of-two window size"
+    if any(_pair(m.padding, dims)) or m.ceil_mode or getattr(m, "divisor_override", None):
+        raise ctx.unsupported(call, "padding/ceil_mode/divisor_override", accepted)
+    if n & (n - 1):
+        raise ctx.unsupported(call, f"a window of {n} values (the mean is not exact)", accepted)
+    log2n = n.bit_length() - 1
+    t = ref.type
+    out_type = FixedType(t.width + log2n, t.integer, t.signed, t.rounding, t.overflow)
+    if out_type.width > 53:
+        raise ctx.unsupported(call, f"its exact mean needs {out_type.width} bits", accepted)
+    return ctx.add(
+        AvgPool(
+            ctx.name(call),
+            (ref.layer,),
+            _shape(call.output),
+            out_type,
+            call.source,
+            kernel=kernel,
+            stride=stride,
+        )
+    )
+
+
+def _flatten(ctx: LowerContext, call: Call) -> TensorRef:
+    ref = ctx.quantised_input(call, 0)
+    out_shape = _shape(call.output)
+    in_batch = int(_value(_first_tensor(call)).shape[0])
+    out_batch = int(_value(call.output).shape[0])
+    if len(out_shape) != 1 or out_batch != in_batch or out_shape[0] != int(np.prod(ref.shape)):
+        raise ctx.unsupported(
+            call,
+            f"reshape of {ref.shape} to {out_shape}",
+            "flattening each sample to (N, -1) (nn.Flatten(), torch.flatten(x, 1))",
+        )
+    if len(ref.shape) == 1:
+        return ref
+    return ctx.add(Flatten(ctx.name(call), (ref.layer,), out_shape, ref.type, call.source))
+
+
+@register_lowerer(nn.Flatten)
+def _lower_flatten_module(ctx: LowerContext, call: Call) -> TensorRef:
+    return _flatten(ctx, call)
+
+
+register_function_lowerer(
+    torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape, torch.reshape
+)(_flatten)
+
+
+# ------------------------------------------------------------------------------ add
+def _add_type(a: FixedType, b: FixedType) -> FixedType:
+    """The exact type of a + b."""
+    frac = max(a.frac, b.frac)
+    lo = (a.int_min << (frac - a.frac)) + (b.int_min << (frac - b.frac))
+    hi = (a.int_max << (frac - a.frac)) + (b.int_max << (frac - b.frac))
+    signed = a.signed or b.signed
+    if signed:
+        width = max(int(hi).bit_length(), int(-lo - 1).bit_length() if lo < 0 else 0) + 1
+    else:
+        width = int(hi).bit_length()
+    return FixedType(width, width - frac, signed)
+
+
+def _add_layers(
+    ctx: LowerContext, call: Call, a: TensorRef, b: TensorRef, out_type: FixedType | None
+) -> TensorRef:
+    assert a.type is not None and b.type is not None
+    if a.shape != b.shape:
+        raise ctx.unsupported(
+            call, f"adding shapes {a.shape} and {b.shape}", "two tensors of the same shape"
+        )
+    t = out_type or _add_type(a.type, b.type)
+    return ctx.add(Add(ctx.name(call), (a.layer, b.layer), a.shape, t, call.source))
+
+
+@register_function_lowerer(torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__)
+def _lower_add_fn(ctx: LowerContext, call: Call) -> TensorRef:
+    if len(call.inputs) != 2 or call.kwargs.get("alpha", 1) != 1:
+        raise ctx.unsupported(
+            call, "addition with a constant or alpha", "the sum of two quantised tensors"
+        )
+    return _add_layers(ctx, call, ctx.quantised_input(call, 0), ctx.quantised_input(call, 1), None)
+
+
+@register_lowerer(qnn.QuantEltwiseAdd)
+def _lower_eltwise_add(ctx: LowerContext, call: Call) -> TensorRef:
+    m = call.module
+    refs = [ctx.quantised_input(call, 0), ctx.quantised_input(call, 1)]
+    xs = [a for a in call.args if isinstance(a, QuantTensor | torch.Tensor)]
+    if _enabled(m.input_quant):
+        new = []
+        for i, (r, x) in enumerate(zip(refs, xs, strict=True)):
+            qx = m.input_quant(_value(x))
+            t = fixed_type_of(call, qx, m.input_quant, "the input quantiser")
+            new.append(
+                ctx.add(
+                    Quant(ctx.name(call, f".input_quant{i}"), (r.layer,), r.shape, t, call.source)
+                )
+            )
+        refs = new
+    out_type = None
+    if _enabled(m.output_quant):
+        out_qt = call.output if isinstance(call.output, QuantTensor) else None
+        if out_qt is None:
+            qa = m.input_quant(_value(xs[0])) if _enabled(m.input_quant) else xs[0]
+            qb = m.input_quant(_value(xs[1])) if _enabled(m.input_quant) else xs[1]
+            out_qt = m.output_quant(_value(qa) + _value(qb))
+        out_type = fixed_type_of(call, out_qt, m.output_quant, "the output quantiser")
+    return _add_layers(ctx, call, refs[0], refs[1], out_type)
