@@ -6,6 +6,8 @@ imported inside the command functions, so ``qnet --help`` stays fast.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 
@@ -16,8 +18,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Not a terminal (pipes, CI, scripts): wide tables instead of rich's 80-column default, and
+# error messages as one unwrapped paragraph.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _version_callback(value: bool) -> None:
