@@ -38,22 +38,14 @@ def main(argv: list[str] | None = None) -> None:
 
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: click reports its own usage errors (exit 2) and Ctrl-C (exit 1)
+        app(args=argv)
     except QnetError as exc:
         err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("[bold red]aborted[/]")
-            sys.exit(130)
-        raise
+    except OSError as exc:  # unwritable output folder, full disk, ...: name the path, no traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        err_console.print(
+            f"[bold red]error[/] (OSError):{where} {exc.strerror or exc}", highlight=False
+        )
+        sys.exit(2)
