@@ -475,9 +475,11 @@ def _add(layer: Add, graph: HwGraph, ctx: HlsContext) -> None:
 
 @register_hls_handler("multithreshold")
 def _multithreshold(layer: MultiThreshold, graph: HwGraph, ctx: HlsContext) -> None:
-    from qnet.export import _hls_multithreshold
-
-    _hls_multithreshold.export_multithreshold(layer, graph, ctx)
+    raise UnsupportedLayerError(
+        f"layer {layer.name!r} ({layer.source or 'multithreshold'}): MultiThreshold (BatchNorm + "
+        "quantised activation) has no hls4ml export yet; train without batchnorm for the hls4ml flow "
+        "(the simulator and the RTL flow support it)"
+    )
 
 
 # ---------------------------------------------------------------------------- driver
