@@ -73,6 +73,7 @@ __all__ = [
     "register_hls_handler",
     "quantize_input",
     "IO_TYPES",
+    "valid_reuse_factors",
     "STRATEGIES",
 ]
 
@@ -546,6 +547,35 @@ def _check_reuse_factors(ctx: HlsContext, backend: Any) -> None:
             )
 
 
+def _mult_size(layer: Layer) -> tuple[int, int] | None:
+    if isinstance(layer, Dense):
+        return layer.in_features, layer.out_features
+    if isinstance(layer, Conv):
+        return layer.in_channels * int(np.prod(layer.kernel)), layer.out_features
+    return None
+
+
+def valid_reuse_factors(graph: HwGraph) -> list[int]:
+    """Reuse factors hls4ml accepts for every Dense/Conv layer of ``graph`` (ascending)."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import hls4ml
+
+    backend = hls4ml.backends.get_backend("Vitis")
+    common: set[int] | None = None
+    for layer in graph.layers:
+        size = _mult_size(layer)
+        if size is None:
+            continue
+        valid = set(backend.get_valid_reuse_factors(*size))
+        common = valid if common is None else common & valid
+    return sorted(common if common is not None else {1})
+
+
 @dataclass(frozen=True, eq=False)
 class HlsExport:
     """What :func:`to_hls4ml` built: the hls4ml model plus the layout bookkeeping.
@@ -696,6 +726,7 @@ def to_hls4ml(
     precision_overrides: Mapping[str, Mapping[str, FixedType | str]] | None = None,
     project_name: str = "qnet",
     write: bool = True,
+    tb_input: np.ndarray | None = None,
 ) -> HlsExport:
     """Translate ``graph`` into an hls4ml model for ``board`` and write the project.
 
@@ -720,6 +751,9 @@ def to_hls4ml(
     project_name : str
     write : bool
         Write the project files (``hls_model.write()``); ``compile()`` writes them anyway.
+    tb_input : numpy.ndarray, optional
+        Float inputs (N, *input shape) for ``tb_data/``: written quantised, with the
+        simulator's outputs as the expected predictions.
 
     Returns
     -------
@@ -827,6 +861,10 @@ def to_hls4ml(
     )
     if write:
         _write(hls_model)
+        if tb_input is not None:
+            from qnet.export.tbdata import write_tb_data
+
+            write_tb_data(export, tb_input)
     return export
 
 

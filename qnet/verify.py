@@ -138,14 +138,17 @@ class VerifyReport:
                 lines.append(f"{p.a} vs {p.b}: {p.divergence.describe(p.a, p.b)}")
         if self.float32_inexact:
             lines.append(
-                "float32 note: Brevitas is not exact past 2**24 lsb in " + ", ".join(self.float32_inexact)
+                "float32 note: Brevitas is not exact past 2**24 lsb in "
+                + ", ".join(self.float32_inexact)
             )
         lines.append("ALL EXACT" if self.all_exact else "NOT EXACT")
         return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- helpers
-def _first_diff(a: np.ndarray, b: np.ndarray, samples: np.ndarray | None = None) -> tuple[int, tuple[int, ...]] | None:
+def _first_diff(
+    a: np.ndarray, b: np.ndarray, samples: np.ndarray | None = None
+) -> tuple[int, tuple[int, ...]] | None:
     diff = a != b
     if not diff.any():
         return None
@@ -160,7 +163,9 @@ def _compare(
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise VerificationError(f"{a_name} output shape {a.shape} differs from {b_name} output shape {b.shape}")
+        raise VerificationError(
+            f"{a_name} output shape {a.shape} differs from {b_name} output shape {b.shape}"
+        )
     n = a.shape[0]
     eq = a == b
     samples_equal = int(eq.reshape(n, -1).all(axis=1).sum())
@@ -168,7 +173,9 @@ def _compare(
     first = _first_diff(a, b)
     if first is not None:
         sample, index = first
-        divergence = Divergence(None, sample, index, float(a[(sample, *index)]), float(b[(sample, *index)]))
+        divergence = Divergence(
+            None, sample, index, float(a[(sample, *index)]), float(b[(sample, *index)])
+        )
     return PairResult(
         a_name,
         b_name,
@@ -181,7 +188,9 @@ def _compare(
     )
 
 
-def _first_layer_divergence(graph: Any, export: Any, x: np.ndarray, bad: np.ndarray) -> Divergence | None:
+def _first_layer_divergence(
+    graph: Any, export: Any, x: np.ndarray, bad: np.ndarray
+) -> Divergence | None:
     """Trace the mismatching samples through the C simulation and the simulator."""
     from qnet.hw.simulate import simulate
 
@@ -312,7 +321,9 @@ def verify(
             if output_dir is None:
                 tmp = tempfile.TemporaryDirectory(prefix="qnet_verify_")
                 output_dir = Path(tmp.name) / "hls4ml_prj"
-            export = to_hls4ml(graph, board=board, output_dir=output_dir, write=False, **export_options)
+            export = to_hls4ml(
+                graph, board=board, output_dir=output_dir, write=False, **export_options
+            )
             export.compile()
         outputs["csim"] = export.predict(x)
         runs.append(ExecutorRun("csim", True, time.perf_counter() - t))
@@ -326,10 +337,14 @@ def verify(
             excuse = "Brevitas float32 sums pass 2**24 lsb in " + ", ".join(inexact)
         pairs: list[PairResult] = []
         if "brevitas" in outputs:
-            pairs.append(_compare("brevitas", "simulator", outputs["brevitas"], outputs["simulator"], excuse))
+            pairs.append(
+                _compare("brevitas", "simulator", outputs["brevitas"], outputs["simulator"], excuse)
+            )
         sim_csim = _compare("simulator", "csim", outputs["simulator"], outputs["csim"])
         if not sim_csim.exact:
-            bad = np.where(~(outputs["simulator"] == outputs["csim"]).reshape(x.shape[0], -1).all(axis=1))[0]
+            bad = np.where(
+                ~(outputs["simulator"] == outputs["csim"]).reshape(x.shape[0], -1).all(axis=1)
+            )[0]
             div = _first_layer_divergence(graph, export, x, bad)
             if div is not None:
                 sim_csim = PairResult(**{**sim_csim.__dict__, "divergence": div})
@@ -383,7 +398,9 @@ def _run_rtl(graph: Any, x: np.ndarray, outputs: dict[str, np.ndarray], tmp: Any
     rtl_tmp = tempfile.TemporaryDirectory(prefix="qnet_rtl_")
     try:
         model = build_rtl(graph, Path(rtl_tmp.name) / "rtl")
-        outputs["rtl"] = np.asarray(model.predict(x), dtype=np.float64).reshape(outputs["simulator"].shape)
+        outputs["rtl"] = np.asarray(model.predict(x), dtype=np.float64).reshape(
+            outputs["simulator"].shape
+        )
     except QnetError as exc:
         return ExecutorRun("rtl", False, reason=f"{type(exc).__name__}: {exc}")
     finally:
@@ -393,3 +410,40 @@ def _run_rtl(graph: Any, x: np.ndarray, outputs: dict[str, np.ndarray], tmp: Any
 
 def _options_summary(options: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items())
+
+
+def verification_inputs(spec: str | Path, n: int, seed: int = 0) -> tuple[Any, np.ndarray, str]:
+    """A model source and ``n`` float32 inputs for :func:`verify`.
+
+    Inputs are the checkpoint's data set (test split first, then validation and training
+    samples) when it has one, else uniform random values in [0, 1).
+
+    Returns
+    -------
+    (ModelSource, numpy.ndarray, str)
+        The source, the inputs and where they came from.
+    """
+    from qnet.errors import ConfigError
+    from qnet.sources import load_model
+
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    source = load_model(spec)
+    ckpt = source.checkpoint
+    if ckpt is not None and getattr(ckpt, "data_spec", None):
+        try:
+            from qnet.data import load_dataset
+
+            data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
+            parts = [p for p in (data.x_test, data.x_val, data.x_train) if p is not None]
+            x = np.concatenate(parts)[:n].astype(np.float32)
+            return source, x, f"data set {ckpt.data_spec!r}"
+        except QnetError:
+            pass
+    shape = tuple(source.example_input.shape[1:])
+    rng = np.random.default_rng(seed)
+    return (
+        source,
+        rng.uniform(0, 1, size=(n, *shape)).astype(np.float32),
+        f"uniform random [0, 1), seed {seed}",
+    )

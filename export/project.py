@@ -1,0 +1,234 @@
+"""``qnet export``: one folder with the hls4ml project, the QONNX model and the HwGraph.
+
+Layout of ``--out``::
+
+    hls4ml_prj/          the hls4ml project (firmware/, tb_data/ from qnet's simulator, scripts)
+    model.qonnx.onnx     the QONNX export (skipped, with a note, where it is not available)
+    hwgraph.npz          HwGraph.save()
+    qnet_export.json     board, part, clock, backend, io_type, reuse_factor, strategy,
+                         qnet version, input/output types
+
+The folder is built in a temporary sibling and renamed into place (atomic). A non-empty
+existing ``out`` is refused without ``force`` (:class:`OutputExistsError`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qnet.errors import ConfigError, OutputExistsError, QnetError
+
+__all__ = ["ExportSummary", "write_export_project", "FORMATS", "TB_SAMPLES"]
+
+FORMATS = ("hls4ml", "qonnx")
+#: Number of test-bench vectors written to tb_data/.
+TB_SAMPLES = 100
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What ``qnet export`` wrote."""
+
+    out: Path
+    files: tuple[str, ...]
+    board: str
+    backend: str
+    part: str
+    clock_period_ns: float
+    io_type: str
+    reuse_factor: Any
+    strategy: str
+    input_type: str
+    output_type: str
+    layers: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(f"--out {out} exists and is not empty; pass --force to replace it")
+
+
+def _tb_inputs(source: Any, graph: Any) -> np.ndarray:
+    """Test-bench inputs: the first test samples of the checkpoint's data set, else random ones."""
+    ckpt = getattr(source, "checkpoint", None)
+    if ckpt is not None and getattr(ckpt, "data_spec", None):
+        try:
+            from qnet.data import load_dataset
+
+            data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
+            return np.asarray(data.x_test[:TB_SAMPLES], dtype=np.float32).astype(np.float64)
+        except QnetError:
+            pass
+    t = graph.input_type
+    rng = np.random.default_rng(0)
+    return (
+        rng.uniform(t.min, t.max, size=(TB_SAMPLES, *graph.input.out_shape))
+        .astype(np.float32)
+        .astype(np.float64)
+    )
+
+
+def _replace_paths(root: Path, old: str, new: str) -> None:
+    """hls4ml writes its output folder into a few text files: point them at the final place."""
+    for path in root.rglob("*"):
+        if (
+            path.is_file()
+            and path.suffix in (".yml", ".tcl", ".sh", ".json", ".py")
+            and path.stat().st_size < 1 << 20
+        ):
+            text = path.read_text(errors="replace")
+            if old in text:
+                path.write_text(text.replace(old, new))
+
+
+def write_export_project(
+    model_spec: str | Path,
+    out: str | Path,
+    board: str | Path = "pynq-z2",
+    io_type: str = "io_parallel",
+    reuse_factor: int | Mapping[str, int] = 1,
+    strategy: str = "Latency",
+    clock_period_ns: float | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    force: bool = False,
+) -> ExportSummary:
+    """Lower a checkpoint (or ``file.py:function`` model) and write the export folder.
+
+    Parameters
+    ----------
+    model_spec : str or Path
+        Checkpoint file, ``qnet train`` run folder, or ``file.py:function``.
+    out : path
+        The folder to write (refused if non-empty unless ``force``).
+    board, io_type, reuse_factor, strategy, clock_period_ns
+        As :func:`qnet.export.hls.to_hls4ml`.
+    formats : tuple of {"hls4ml", "qonnx"}
+        What to write besides ``hwgraph.npz`` and ``qnet_export.json``.
+    force : bool
+        Replace an existing non-empty ``out``.
+
+    Returns
+    -------
+    ExportSummary
+    """
+    import qnet
+    from qnet.export.hls import to_hls4ml
+    from qnet.hw.boards import load_board
+    from qnet.sources import load_model
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(
+            f"--format must be one or more of {', '.join(FORMATS)}, got {list(formats)}"
+        )
+    out = Path(out).absolute()
+    _check_out(out, force)
+    board_obj = load_board(board)
+    source = load_model(model_spec)
+    graph = qnet.lower(source.model, source.example_input)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    notes: list[str] = []
+    try:
+        export = None
+        if "hls4ml" in formats:
+            export = to_hls4ml(
+                graph,
+                board=board_obj,
+                output_dir=tmp / "hls4ml_prj",
+                io_type=io_type,
+                reuse_factor=reuse_factor,
+                strategy=strategy,
+                clock_period_ns=clock_period_ns,
+                tb_input=_tb_inputs(source, graph),
+            )
+        if "qonnx" in formats:
+            notes.extend(_write_qonnx(source, tmp / "model.qonnx.onnx"))
+        graph.save(tmp / "hwgraph.npz")
+        clock = (
+            clock_period_ns if clock_period_ns is not None else 1000.0 / board_obj.default_clock_mhz
+        )
+        info = {
+            "format": "qnet.export",
+            "qnet_version": qnet.__version__,
+            "source": str(model_spec),
+            "board": board_obj.name,
+            "part": board_obj.part,
+            "backend": export.backend if export else board_obj.hls4ml_backend,
+            "clock_period_ns": float(clock),
+            "io_type": io_type,
+            "reuse_factor": reuse_factor if isinstance(reuse_factor, int) else dict(reuse_factor),
+            "strategy": export.strategy if export else strategy,
+            "input_type": str(graph.input_type),
+            "output_type": str(graph.output_type),
+            "input_shape": list(graph.input.out_shape),
+            "output_shape": list(graph.output.out_shape),
+            "formats": list(formats),
+            "notes": notes,
+        }
+        (tmp / "qnet_export.json").write_text(json.dumps(info, indent=2) + "\n")
+        _replace_paths(tmp, str(tmp), str(out))
+        files = tuple(sorted(p.name for p in tmp.iterdir()))
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportSummary(
+        out=out,
+        files=files,
+        board=board_obj.name,
+        backend=info["backend"],
+        part=board_obj.part,
+        clock_period_ns=float(clock),
+        io_type=io_type,
+        reuse_factor=info["reuse_factor"],
+        strategy=info["strategy"],
+        input_type=info["input_type"],
+        output_type=info["output_type"],
+        layers=len(graph.layers),
+        notes=tuple(notes),
+    )
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        old.rmdir()
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _write_qonnx(source: Any, path: Path) -> list[str]:
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("qnet.export.qonnx") is None:
+        return ["QONNX model not written: qnet.export.qonnx is not available"]
+    module = importlib.import_module("qnet.export.qonnx")
+    try:
+        module.export_qonnx(source.model, source.example_input, path)
+    except QnetError as exc:
+        return [f"QONNX model not written: {exc}"]
+    except Exception as exc:  # brevitas/onnx failures on some layers (e.g. QuantLSTM)
+        return [f"QONNX model not written: {type(exc).__name__}: {exc}"]
+    return []

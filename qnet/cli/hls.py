@@ -1,0 +1,122 @@
+"""``qnet export`` and ``qnet verify``.
+
+``qnet verify`` exits 0 when every compared pair is exactly equal, 2 on any mismatch (a
+:class:`qnet.errors.VerificationError`, after the table is printed), 3 when a required tool
+(g++) is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from qnet.cli._app import app, console
+
+
+def _parse_reuse(reuse_factor: str) -> int | dict[str, int]:
+    """``4`` or ``fc1=4,conv2=8`` (per HwGraph layer; others 1)."""
+    from qnet.errors import ConfigError
+
+    text = reuse_factor.strip()
+    try:
+        if "=" not in text:
+            return int(text)
+        out: dict[str, int] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            out[name.strip()] = int(value)
+        return out
+    except ValueError:
+        raise ConfigError(
+            f"--reuse-factor {reuse_factor!r}: give an integer or layer=N pairs (e.g. fc1=4,conv2=8)"
+        ) from None
+
+
+@app.command("export")
+def export_command(
+    model: Path = typer.Argument(
+        ..., help="Checkpoint, qnet train run folder, or file.py:function."
+    ),
+    board: str = typer.Option("pynq-z2", "--board", help="Board name (qnet boards) or board file."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (refused if not empty without --force)."
+    ),
+    io_type: str = typer.Option("io_parallel", "--io-type", help="io_parallel or io_stream."),
+    reuse_factor: str = typer.Option("1", "--reuse-factor", help="N, or layer=N,... per layer."),
+    strategy: str = typer.Option("Latency", "--strategy", help="Latency or Resource."),
+    clock_period_ns: float = typer.Option(
+        None, "--clock-ns", help="Clock period (default: the board's)."
+    ),
+    formats: list[str] = typer.Option(
+        ["hls4ml", "qonnx"], "--format", help="hls4ml and/or qonnx (repeatable)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+) -> None:
+    """Write the hls4ml project, QONNX model and HwGraph of a model for a board."""
+    from qnet.export.project import write_export_project
+
+    with console.status("exporting (lowering, hls4ml project, QONNX)..."):
+        summary = write_export_project(
+            str(model),
+            out,
+            board=board,
+            io_type=io_type,
+            reuse_factor=_parse_reuse(reuse_factor),
+            strategy=strategy,
+            clock_period_ns=clock_period_ns,
+            formats=tuple(formats),
+            force=force,
+        )
+    console.print(f"wrote {summary.out}: {', '.join(summary.files)}")
+    console.print(
+        f"board {summary.board} ({summary.part}), backend {summary.backend}, "
+        f"clock {summary.clock_period_ns:g} ns, {summary.io_type}, reuse factor {summary.reuse_factor}, "
+        f"strategy {summary.strategy}"
+    )
+    console.print(
+        f"input {summary.input_type}, output {summary.output_type}, {summary.layers} HwGraph layers"
+    )
+    for note in summary.notes:
+        console.print(f"note: {note}")
+
+
+@app.command("verify")
+def verify_command(
+    model: Path = typer.Argument(
+        ..., help="Checkpoint, qnet train run folder, or file.py:function."
+    ),
+    board: str = typer.Option("pynq-z2", "--board", help="Board name or board file."),
+    n: int = typer.Option(
+        500, "--n", help="Number of inputs (test split of the checkpoint's data)."
+    ),
+    rtl: bool = typer.Option(False, "--rtl", help="Also run the RTL (da4ml + Verilator) executor."),
+    io_type: str = typer.Option("io_parallel", "--io-type", help="io_parallel or io_stream."),
+    reuse_factor: str = typer.Option("1", "--reuse-factor", help="N, or layer=N,... per layer."),
+    strategy: str = typer.Option("Latency", "--strategy", help="Latency or Resource."),
+    seed: int = typer.Option(0, "--seed", help="Seed for random inputs when there is no data set."),
+) -> None:
+    """Run Brevitas, the simulator and hls4ml C simulation; exit 2 on any mismatch."""
+    from qnet.errors import VerificationError
+    from qnet.verify import verification_inputs, verify
+
+    with console.status("loading model and inputs..."):
+        source, x, where = verification_inputs(str(model), n, seed)
+    with console.status(
+        f"verifying on {x.shape[0]} inputs ({where}): lowering, hls4ml compile, C simulation..."
+    ):
+        report = verify(
+            source,
+            x,
+            board=board,
+            rtl=rtl,
+            io_type=io_type,
+            reuse_factor=_parse_reuse(reuse_factor),
+            strategy=strategy,
+        )
+    console.print(
+        f"{report.samples} inputs from {where}; board {report.export.get('board')}, {io_type}"
+    )
+    console.print(report.table(), highlight=False)
+    if not report.all_exact:
+        raise VerificationError("executors disagree (see the table above)")

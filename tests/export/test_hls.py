@@ -1,0 +1,169 @@
+"""qnet.export.hls: precisions come from the HwGraph, layouts, errors, registry, tb_data."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hls4ml")
+
+from hw_graphs import make_convnet, make_mlp, random_inputs  # noqa: E402
+
+from qnet.errors import BoardError, ConfigError, UnsupportedLayerError  # noqa: E402
+from qnet.export.hls import register_hls_handler, to_hls4ml  # noqa: E402
+from qnet.hw.fixed import FixedType  # noqa: E402
+from qnet.hw.graph import Conv, Dense, HwGraph, MultiThreshold  # noqa: E402
+from qnet.hw.simulate import simulate  # noqa: E402
+
+
+def _typedefs(path) -> dict[str, str]:
+    """name -> element type of every ``typedef T name;`` / ``typedef nnet::array<T, n> name;``."""
+    out = {}
+    pattern = r"typedef\s+(?:nnet::array<)?(ap_u?(?:fixed|int)<[^>]*>)(?:,\s*[\d*]+>)?\s+(\w+)\s*;"
+    for m in re.finditer(pattern, path.read_text()):
+        out[m.group(2)] = re.sub(r",0>$", ">", m.group(1).replace(" ", ""))
+    return out
+
+
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_every_precision_comes_from_the_graph(tmp_path, io_type: str) -> None:
+    graph = make_convnet(2, 4)
+    export = to_hls4ml(graph, board="kv260", output_dir=tmp_path / "prj", io_type=io_type)
+    types = _typedefs(tmp_path / "prj" / "firmware" / "defines.h")
+    model_layers = {layer.name: layer for layer in export.hls_model.get_layers()}
+    checked = 0
+    for layer in graph.layers:
+        hname = export.hls_name[layer.name]
+        hl = model_layers[hname]
+        result_name = hl.get_output_variable().type.name
+        assert FixedType.parse(types[result_name]) == layer.out_type, layer.name
+        checked += 1
+        if isinstance(layer, Dense | Conv):
+            assert FixedType.parse(types[f"{hname}_accum_t"]) == layer.acc_type
+            assert FixedType.parse(types[f"{hname}_weight_t"]) == layer.weight_type
+            assert FixedType.parse(types[f"{hname}_bias_t"]) == layer.bias_type
+            checked += 3
+    assert checked >= len(graph.layers) + 12
+    # hls4ml's own default never reaches a layer's data path
+    assert "ap_fixed<16,6>" not in types.values()
+
+
+def test_input_port_is_the_input_type_and_axi_wrapper_compiles_types(tmp_path) -> None:
+    graph = make_mlp(4)
+    export = to_hls4ml(graph, board="pynq-z2", output_dir=tmp_path / "prj")
+    assert export.backend == "VivadoAccelerator"
+    types = _typedefs(tmp_path / "prj" / "firmware" / "defines.h")
+    assert FixedType.parse(types["input_t"]) == graph.input_type
+    axi = (tmp_path / "prj" / "firmware" / "qnet_axi.h").read_text()
+    assert "typedef ap_ufixed<8,0,AP_RND_CONV,AP_SAT> T_in;" in axi
+    assert export.part == "xc7z020clg400-1"
+    assert export.clock_period_ns == 10.0
+
+
+def test_invalid_reuse_factor_names_layer_and_valid_values(tmp_path) -> None:
+    graph = make_mlp(4, n_in=64, hidden=(32, 16))
+    with pytest.raises(
+        ConfigError,
+        match=r"reuse factor 3 is not valid for layer 'fc0' .*valid reuse factors: 1, 2, 4",
+    ):
+        to_hls4ml(graph, output_dir=tmp_path / "prj", reuse_factor=3, write=False)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("io_type", "io_serial"),
+        ("strategy", "Fast"),
+        ("reuse_factor", 0),
+        ("clock_period_ns", -1.0),
+    ],
+)
+def test_bad_options_are_config_errors(tmp_path, option: str, value) -> None:
+    with pytest.raises(ConfigError, match=option if option != "clock_period_ns" else "clock"):
+        to_hls4ml(make_mlp(2), output_dir=tmp_path / "prj", write=False, **{option: value})
+
+
+def test_board_without_hls4ml_is_refused(tmp_path) -> None:
+    with pytest.raises(BoardError, match="icebreaker"):
+        to_hls4ml(make_mlp(2), board="icebreaker", output_dir=tmp_path / "prj", write=False)
+
+
+def test_override_of_unknown_layer_or_variable(tmp_path) -> None:
+    graph = make_mlp(2)
+    with pytest.raises(ConfigError, match="nope"):
+        to_hls4ml(
+            graph,
+            output_dir=tmp_path / "p",
+            write=False,
+            precision_overrides={"nope": {"accum": "fixed<8,4>"}},
+        )
+    with pytest.raises(ConfigError, match="no 'accum' precision"):
+        to_hls4ml(
+            graph,
+            output_dir=tmp_path / "p",
+            write=False,
+            precision_overrides={"relu0": {"accum": "fixed<8,4>"}},
+        )
+
+
+def test_duplicate_handler_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_hls_handler("dense")(lambda layer, graph, ctx: None)
+
+
+def test_multithreshold_refused_clearly(tmp_path) -> None:
+    graph = make_mlp(2)
+    relu = graph["relu0"]
+    layers = list(graph.layers)
+    idx = layers.index(relu)
+    thr = np.sort(np.random.default_rng(0).integers(-50, 50, (relu.out_shape[0], 3)), axis=1)
+    layers[idx] = MultiThreshold(
+        relu.name,
+        relu.inputs,
+        relu.out_shape,
+        FixedType(2, 2, signed=False),
+        thresholds=thr,
+        increasing=np.ones(relu.out_shape[0], bool),
+    )
+    with pytest.raises(UnsupportedLayerError, match="relu0.*MultiThreshold"):
+        to_hls4ml(HwGraph(tuple(layers)), output_dir=tmp_path / "p", write=False)
+
+
+def test_tb_data_is_the_simulator_output_in_channels_last_order(tmp_path) -> None:
+    graph = make_convnet(2, 4)
+    x = random_inputs(graph, 7)
+    export = to_hls4ml(graph, board="kv260", output_dir=tmp_path / "prj", tb_input=x)
+    tb = tmp_path / "prj" / "tb_data"
+    xin = np.loadtxt(tb / "tb_input_features.dat", ndmin=2)
+    yout = np.loadtxt(tb / "tb_output_predictions.dat", ndmin=2)
+    xq = graph.input_type.quantize(x)
+    np.testing.assert_array_equal(xin, np.moveaxis(xq, 1, -1).reshape(7, -1))
+    np.testing.assert_array_equal(yout, simulate(graph, x))
+    assert export.io_type == "io_parallel"
+
+
+@pytest.mark.csim
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed for hls4ml C simulation")
+def test_hand_built_convnet1d_trace_matches_simulator_every_layer(tmp_path) -> None:
+    """Vitis backend, io_stream, per-layer reuse factors: every traced layer equals the simulator."""
+    graph = make_convnet(1, 3, size=12)
+    export = to_hls4ml(
+        graph,
+        board="zcu104",
+        output_dir=tmp_path / "prj",
+        io_type="io_stream",
+        reuse_factor={"conv2": 2, "fc2": 2},
+    )
+    assert export.backend == "Vitis"
+    export.compile()
+    x = random_inputs(graph, 500)
+    np.testing.assert_array_equal(export.predict(x), simulate(graph, x))
+    hls = export.trace(x[:50])
+    sim = simulate(graph, x[:50], trace=True)
+    compared = [name for name in hls if name != graph.input.name]
+    assert {"conv1", "relu1", "pool1", "conv2", "fc1", "fc2"} <= set(compared)
+    for name in compared:
+        np.testing.assert_array_equal(hls[name], sim[name], err_msg=name)
