@@ -37,34 +37,6 @@ class DemoResult:
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
-def _confusion_png(y_true: np.ndarray, y_pred: np.ndarray, k: int, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    im = ax.imshow(cm, cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            if cm[i, j]:
-                color = "white" if cm[i, j] > cm.max() / 2 else "black"
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
-    ax.set_xlabel("predicted (qnet simulator = hardware)")
-    ax.set_ylabel("true label")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def run_demo(
     out_dir: str | os.PathLike[str] = "qnet-demo",
     *,
@@ -93,6 +65,7 @@ def run_demo(
     from qnet.hw.estimate import estimate
     from qnet.hw.simulate import simulate
     from qnet.lower import lower
+    from qnet.plots import plot_confusion, plot_estimate
     from qnet.train import TrainConfig, default_model_config, evaluate, train
     from qnet.verify import verify
 
@@ -115,7 +88,9 @@ def run_demo(
     with step("train a 4-bit ConvNet2d on digits"):
         data = load_dataset("digits", "convnet2d", seed=0)
         config = default_model_config("convnet2d", data, w_bits=4, a_bits=4, in_bits=8)
-        trained = train(config, TrainConfig(epochs=epochs, seed=0), data, out / "train", force=True, quiet=quiet)
+        trained = train(
+            config, TrainConfig(epochs=epochs, seed=0), data, out / "train", force=True, quiet=quiet
+        )
         for name in ("training.png",):
             src = out / "train" / name
             if src.exists():
@@ -154,14 +129,15 @@ def run_demo(
         board = load_board(BOARD)
         est = estimate(graph, board)
         m["estimate"] = est.to_dict()
-        try:
-            from qnet.hw.estimate import plot_estimate
+        plot_estimate(est, out / "resources.png")
 
-            plot_estimate(est, out / "resources.png")
-        except ImportError:
-            pass
-
-    _confusion_png(y_test, sim_pred, data.num_classes, out / "confusion.png", "4-bit ConvNet2d on digits")
+    plot_confusion(
+        y_test,
+        sim_pred,
+        data.num_classes,
+        out / "confusion.png",
+        "4-bit ConvNet2d on digits (hardware)",
+    )
     m["steps"] = {name: round(dt, 2) for name, dt in result.steps}
     m["seconds"] = round(sum(dt for _, dt in result.steps), 2)
     tmp = out / "metrics.json.tmp"

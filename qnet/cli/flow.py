@@ -123,28 +123,6 @@ def _estimate_table(
         console.print(cmp)
 
 
-def _plot(est: Any, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = [r for r in est.layers if r.lut or r.ff or r.dsp or r.bram_18k]
-    keys = ("LUT", "FF", "DSP", "BRAM_18K")
-    fig, axes = plt.subplots(1, 4, figsize=(14, 0.4 * len(rows) + 2), sharey=True)
-    y = np.arange(len(rows))
-    for ax, key in zip(axes, keys, strict=True):
-        ax.barh(y, [r.resources()[key] for r in rows], color="tab:blue")
-        ax.set_title(f"{key} ({est.utilisation[key]:.1f}% of {est.board})")
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, [f"{r.name} ({r.kind})" for r in rows])
-    axes[0].invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 @app.command("estimate")
 def estimate_command(
     source: Path = typer.Argument(
@@ -175,7 +153,9 @@ def estimate_command(
         clock_mhz=clock_mhz,
     )
     if plot is not None:
-        _plot(est, plot)
+        from qnet.plots import plot_estimate
+
+        plot_estimate(est, plot)
     if as_json:
         print(json.dumps(est.to_dict(), indent=2))
         return
