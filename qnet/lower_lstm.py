@@ -247,7 +247,7 @@ def lower_quant_lstm(
     with torch.no_grad():
         quant_input = layer.io_quant(torch.zeros(1, layer.input_size))
         wi, wh, wi_t, wh_t, bias, bias_t = [], [], [], [], [], []
-        for k, gp_name in enumerate(_GATE_PARAMS):
+        for gp_name in _GATE_PARAMS:
             gp = getattr(layer, gp_name)
             where = f"{name}.{gp_name}"
             qwi = gp.input_weight()
