@@ -10,6 +10,7 @@ activation + quantiser) proxies on every representable input: exact by construct
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Any
@@ -28,7 +29,7 @@ with warnings.catch_warnings():
     from brevitas.core.function_wrapper import RoundSte
     from brevitas.nn import QuantLSTM
 
-__all__ = ["lower_quant_lstm", "lstm_io_type", "act_proxy_type", "register"]
+__all__ = ["lower_quant_lstm", "lstm_io_type", "act_proxy_type", "acc_bound"]
 
 _GATE_PARAMS = ("input_gate_params", "forget_gate_params", "cell_gate_params", "output_gate_params")
 _ACC_QUANTS = ("input_acc_quant", "forget_acc_quant", "cell_acc_quant", "output_acc_quant")
@@ -315,7 +316,107 @@ def lower_quant_lstm(
     return out
 
 
-def register() -> None:
-    """Plug :func:`lower_quant_lstm` into :mod:`qnet.lower`'s registry (see that module)."""
-    # Filled in once qnet/lower.py defines its registry API.
-    return None
+def acc_bound(layer: LSTM, in_type: FixedType) -> int:
+    """Largest |partial sum| of any gate accumulator, in lsb of that accumulator."""
+    fracs = layer.acc_frac(in_type)
+    x_abs = max(abs(in_type.int_min), abs(in_type.int_max))
+    h_abs = max(abs(layer.out_type.int_min), abs(layer.out_type.int_max))
+    worst = 0
+    for k in range(4):
+        rows = (np.abs(layer.input_weight[k]).sum(axis=1) * x_abs) << (
+            fracs[k] - in_type.frac - layer.input_weight_types[k].frac
+        )
+        rows = rows + (
+            (np.abs(layer.hidden_weight[k]).sum(axis=1) * h_abs)
+            << (fracs[k] - layer.out_type.frac - layer.hidden_weight_types[k].frac)
+        )
+        if layer.bias is not None and layer.bias_types is not None:
+            rows = rows + (np.abs(layer.bias[k]) << (fracs[k] - layer.bias_types[k].frac))
+        worst = max(worst, int(rows.max()))
+    return worst
+
+
+# ------------------------------------------------------------------ qnet.lower handlers
+def _register_lowerers() -> None:
+    from qnet.lower import (
+        FUNCTION_LOWERERS,
+        LOWERERS,
+        Call,
+        LowerContext,
+        TensorRef,
+        register_function_lowerer,
+        register_lowerer,
+    )
+
+    if QuantLSTM in LOWERERS:
+        return
+
+    @register_lowerer(QuantLSTM)
+    def _lower_lstm(ctx: LowerContext, call: Call) -> TensorRef:
+        x = ctx.quantised_input(call, 0)
+        extra = [a for a in call.args[1:] if a is not None]
+        extra += [v for k, v in call.kwargs.items() if k in ("hx", "cx") and v is not None]
+        if extra:
+            raise ctx.unsupported(
+                call,
+                "initial hidden/cell states are passed",
+                "QuantLSTM(x) with zero initial states",
+            )
+        assert x.type is not None and x.layer is not None
+        name = ctx.name(call)
+        layers = lower_quant_lstm(call.module, name, x.layer, x.type, x.shape, True)
+        ref = x
+        for layer in layers:
+            ref = ctx.add(layer)
+        lstm = layers[-1]
+        assert isinstance(lstm, LSTM)
+        ctx.record_acc_bound(lstm.name, acc_bound(lstm, ctx.layer(lstm.inputs[0]).out_type))
+        return ref
+
+    if torch.Tensor.__getitem__ in FUNCTION_LOWERERS:
+        return
+
+    @register_function_lowerer(torch.Tensor.__getitem__)
+    def _lower_last_step(ctx: LowerContext, call: Call) -> TensorRef:
+        ref = ctx.input(call, 0)
+        layer = ctx.layer(ref.layer) if ref.layer is not None else None
+        accepted = "x[:, -1] (or x[:, -1, :]) on the sequence output of a QuantLSTM"
+        if not isinstance(layer, LSTM) or not layer.return_sequences:
+            raise ctx.unsupported(call, "indexing a tensor", accepted)
+        index = call.args[1] if len(call.args) > 1 else None
+        index = index if isinstance(index, tuple) else (index,)
+        steps = layer.out_shape[0]
+        full = slice(None)
+        ok = (
+            len(index) in (2, 3)
+            and index[0] == full
+            and isinstance(index[1], int)
+            and index[1] in (-1, steps - 1)
+            and all(i == full for i in index[2:])
+        )
+        if not ok:
+            raise ctx.unsupported(call, f"index {index!r}", accepted)
+        # A twin of the LSTM that outputs only the last step; the full-sequence one is pruned
+        # from the graph when nothing else reads it.
+        last = dataclasses.replace(
+            layer,
+            name=_unique(ctx, f"{layer.name}.last"),
+            out_shape=(layer.hidden_size,),
+            return_sequences=False,
+        )
+        lstm_ref = ctx.add(last)
+        ctx.record_acc_bound(last.name, acc_bound(last, ctx.layer(last.inputs[0]).out_type))
+        return lstm_ref
+
+
+def _unique(ctx: Any, base: str) -> str:
+    name, i = base, 1
+    while True:
+        try:
+            ctx.layer(name)
+        except KeyError:
+            return name
+        name, i = f"{base}_{i}", i + 1
+
+
+_register_lowerers()
