@@ -437,13 +437,25 @@ _ROUNDING = {"ROUND": Rounding.RND_CONV, "FLOOR": Rounding.TRN, "ROUND_TO_ZERO":
 
 
 def _rounding(call: Call, proxy: Any, what: str) -> Rounding:
-    mode = getattr(proxy, "rounding_mode", None)
-    key = str(mode).split(".")[-1].upper() if mode is not None else ""
-    if key not in _ROUNDING:
+    """Rounding of a quantiser, read from its actual ``IntQuant.float_to_int_impl`` module.
+
+    (The proxy's ``rounding_mode`` reads the injector's ``float_to_int_impl_type``, which a
+    ``.let(float_to_int_impl=...)`` override leaves stale.)
+    """
+    from brevitas.core.quant.int_base import IntQuant
+    from brevitas.utils.quant_utils import float_to_int_impl_to_enum
+
+    impls = [m.float_to_int_impl for m in proxy.modules() if isinstance(m, IntQuant)]
+    modes = {str(float_to_int_impl_to_enum(impl)).split(".")[-1].upper() for impl in impls}
+    if not impls:
+        mode = getattr(proxy, "rounding_mode", None)
+        modes = {str(mode).split(".")[-1].upper()}
+    if len(modes) != 1 or next(iter(modes)) not in _ROUNDING:
         raise UnsupportedLayerError(
-            f"{call.source}: {what} rounds with {mode!r}; accepted: ROUND (half to even), FLOOR, ROUND_TO_ZERO"
+            f"{call.source}: {what} rounds with {sorted(modes)}; accepted: ROUND (half to even), "
+            "FLOOR, ROUND_TO_ZERO"
         )
-    return _ROUNDING[key]
+    return _ROUNDING[next(iter(modes))]
 
 
 def fixed_type_of(call: Call, qt: Any, proxy: Any, what: str) -> FixedType:
