@@ -85,6 +85,8 @@ with warnings.catch_warnings():
 __all__ = [
     "lower",
     "lower_checkpoint",
+    "simulate_checkpoint",
+    "SimulationReport",
     "Call",
     "TensorRef",
     "LowerContext",
@@ -687,6 +689,77 @@ def lower_checkpoint(path_or_ckpt: Any) -> HwGraph:
     meta = dict(graph.meta)
     meta["config"] = config.to_dict()
     return HwGraph(graph.layers, meta)
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    """Simulator vs Brevitas on one data split (see :func:`simulate_checkpoint`)."""
+
+    split: str
+    samples: int
+    simulator_accuracy: float
+    brevitas_accuracy: float
+    exact_outputs: int
+    total_outputs: int
+    float32_inexact: tuple[str, ...]
+
+
+def simulate_checkpoint(
+    path_or_ckpt: Any,
+    data: str | None = None,
+    split: str = "test",
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> SimulationReport:
+    """Run the simulator and Brevitas on a data split of a checkpoint's data set and compare.
+
+    ``data`` defaults to the data set the checkpoint was trained on; ``split`` is ``test``,
+    ``val`` or ``train``.
+    """
+    from qnet.checkpoint import load_checkpoint
+    from qnet.data import load_dataset
+    from qnet.errors import DataError
+    from qnet.hw.simulate import simulate
+
+    ckpt = (
+        load_checkpoint(path_or_ckpt)
+        if isinstance(path_or_ckpt, str | os.PathLike)
+        else path_or_ckpt
+    )
+    graph = lower_checkpoint(ckpt)
+    dataset = load_dataset(data or ckpt.data_spec, ckpt.config.kind, seed)
+    if split not in ("test", "val", "train"):
+        raise DataError(f"--split {split!r} unknown; choose test, val or train")
+    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    if x is None:
+        raise DataError(f"data set {dataset.name!r} has no {split} split")
+    if tuple(x.shape[1:]) != tuple(ckpt.config.in_shape):
+        raise DataError(
+            f"data of per-sample shape {x.shape[1:]} for a model expecting {ckpt.config.in_shape}"
+        )
+    sim_correct = brev_correct = exact = total = 0
+    model = ckpt.model.eval()
+    for start in range(0, len(x), batch_size):
+        xb = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
+        yb = y[start : start + batch_size]
+        got = simulate(graph, xb.astype(np.float64))
+        with torch.no_grad():
+            out = model(torch.from_numpy(xb))
+        want = (out.value if isinstance(out, QuantTensor) else out).double().numpy()
+        sim_correct += int((got.argmax(1) == yb).sum())
+        brev_correct += int((want.argmax(1) == yb).sum())
+        exact += int((got == want).sum())
+        total += want.size
+    n = max(len(x), 1)
+    return SimulationReport(
+        split,
+        len(x),
+        sim_correct / n,
+        brev_correct / n,
+        exact,
+        total,
+        tuple(graph.meta.get("float32_inexact", ())),
+    )
 
 
 # ------------------------------------------------------------------------------ handlers
