@@ -4,10 +4,10 @@ Tensors are int64 mantissas of their producer's ``out_type`` (batch first). Each
 has one simulation function in :data:`SIMULATORS` (explicit registry).
 
 Exactness. Integer arithmetic throughout. Matrix products (dense, im2col convolution) use
-float64 BLAS only when it is provably exact: every partial sum is an integer whose magnitude is
+float32 / float64 BLAS only when it is provably exact: every partial sum is an integer whose magnitude is
 at most ``bound = max|x| * max_row sum|w| + max|b|``; when ``bound < 2**53`` every partial
 sum, in any summation order, is an exactly representable float64 integer, so the float64 result
-is the exact integer. Otherwise the product is computed in int64 (exact while
+is the exact integer (likewise float32 below ``2**24``). Otherwise the product is computed in int64 (exact while
 ``bound < 2**63``; past that :class:`~qnet.errors.FormatError`).
 
 Accumulators. The hardware accumulates ``x * w`` products and the bias in ``acc_type`` and
@@ -53,6 +53,8 @@ __all__ = [
 
 #: Largest integer magnitude below which float64 sums of integers are exact.
 FLOAT_EXACT_LIMIT = 2**53
+#: Same for float32 (24-bit significand).
+FLOAT32_EXACT_LIMIT = 2**24
 _INT_LIMIT = 2**62
 
 #: Signature: (layer, graph, input mantissas, input types) -> output mantissas (int64)
@@ -81,6 +83,8 @@ def matmul_exact(x: np.ndarray, w_t: np.ndarray, x_absmax: int | None = None) ->
     """Exact ``x @ w_t`` for int64 ``x`` (..., K) and ``w_t`` (K, M); float64 BLAS when provably exact."""
     x_absmax = _abs_max(x) if x_absmax is None else x_absmax
     bound = x_absmax * (int(np.abs(w_t).sum(axis=0).max()) if w_t.size else 0)
+    if bound < FLOAT32_EXACT_LIMIT:  # float32 integers are exact below 2**24: faster BLAS
+        return (x.astype(np.float32) @ w_t.astype(np.float32)).astype(np.int64)
     if bound < FLOAT_EXACT_LIMIT:
         return (x.astype(np.float64) @ w_t.astype(np.float64)).astype(np.int64)
     if bound < _INT_LIMIT:
