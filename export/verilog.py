@@ -65,6 +65,10 @@ __all__ = [
     "register_tracer",
     "verilator_env",
     "DEFAULT_MODULE_NAME",
+    "write_rtl_project",
+    "trace_predict",
+    "RtlProjectSummary",
+    "load_rtl",
 ]
 
 DEFAULT_MODULE_NAME = "qnet_model"
@@ -90,12 +94,12 @@ def register_tracer(kind: str) -> Callable[[TraceFn], TraceFn]:
 #: Why a layer kind cannot go through da4ml (shown in UnsupportedLayerError).
 _UNSUPPORTED_REASONS = {
     "lstm": (
-        "the LSTM is a recurrent layer: da4ml traces a feed-forward combinational (or pipelined) "
-        "dataflow graph and has no state or feedback, so the recurrence would have to be unrolled "
-        "over every time step (the whole sequence becomes one huge combinational network), and "
-        "its gate products are variable x variable multiplications (h * W is constant, but "
-        "i * g and f * c are not), which da4ml only builds as generic multipliers; use the hls4ml "
-        "path for LSTM models"
+        "the LSTM tracer is not implemented. da4ml could express it only fully unrolled: its "
+        "traced programs are feed-forward (no state, no feedback), so every one of the sequence's "
+        "time steps would become its own copy of the cell (input and recurrent constant-matrix "
+        "products, four table lookups for the exact sigmoid/tanh tables, and the variable x "
+        "variable products f*c, i*g and o*tanh(c), which da4ml builds as generic multipliers); "
+        "use the hls4ml path for LSTM models"
     ),
 }
 
@@ -744,7 +748,8 @@ def to_verilog(
     if latency_cutoff is not None:
         cutoff = float(latency_cutoff)
     elif pipeline_stages > 0:
-        cutoff = max(float(comb.latency) / pipeline_stages, 1.0) if comb.latency > 0 else -1.0
+        critical = float(max(comb.latency))  # (min, max) over the outputs, in adder delays
+        cutoff = max(critical / pipeline_stages, 1.0) if critical > 0 else -1.0
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
@@ -931,3 +936,99 @@ def load_rtl(graph: HwGraph, project_dir: str | os.PathLike[str]) -> RtlModel:
     project = VerilogProject.load(project_dir)
     lib, seconds = _compile(project)
     return RtlModel(project, graph, lib, seconds)
+
+
+# ------------------------------------------------------------------------------ projects
+@dataclass(frozen=True)
+class RtlProjectSummary:
+    """What :func:`write_rtl_project` wrote."""
+
+    project: Path
+    verilog: Path
+    graph_file: Path
+    layers: int
+    n_inputs: int
+    n_outputs: int
+    input_type: str
+    output_type: str
+    latency: int
+    estimated_luts: float
+    seconds: float
+
+
+def _load_graph_source(source: str | os.PathLike[str] | HwGraph) -> HwGraph:
+    if isinstance(source, HwGraph):
+        return source
+    path = Path(source)
+    if path.suffix == ".npz":
+        return HwGraph.load(path)
+    from qnet.lower import lower_checkpoint  # imports torch/brevitas only here
+
+    return lower_checkpoint(path)
+
+
+def write_rtl_project(
+    source: str | os.PathLike[str] | HwGraph,
+    out: str | os.PathLike[str],
+    *,
+    pipeline_stages: int = 0,
+    force: bool = False,
+) -> RtlProjectSummary:
+    """Write ``out/verilog/`` (:func:`to_verilog`) and ``out/hwgraph.npz`` for a model.
+
+    ``source`` is an HwGraph, an ``.npz`` HwGraph file or a qnet checkpoint (lowered with
+    :func:`qnet.lower.lower_checkpoint`). ``out`` may already hold other files (e.g. a
+    ``qnet export`` project); an existing non-empty ``out/verilog`` is refused without ``force``.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a directory")
+    graph = _load_graph_source(source)
+    vdir = out / "verilog"
+    graph_file = out / "hwgraph.npz"
+    _prepare_output_dir(vdir, force)
+    if graph_file.exists() and not force and not isinstance(source, HwGraph):
+        existing = HwGraph.load(graph_file)
+        if len(existing.layers) != len(graph.layers) or any(
+            a.name != b.name or a.kind != b.kind
+            for a, b in zip(existing.layers, graph.layers, strict=True)
+        ):
+            raise OutputExistsError(
+                f"{graph_file} holds a different graph; pass --force to replace it"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    to_verilog(graph, vdir, pipeline_stages, force=force)
+    graph.save(graph_file)
+    project = VerilogProject.load(vdir)
+    return RtlProjectSummary(
+        project=out,
+        verilog=vdir,
+        graph_file=graph_file,
+        layers=len(graph.layers),
+        n_inputs=project.n_inputs,
+        n_outputs=project.n_outputs,
+        input_type=project.input_type.ap_str(),
+        output_type=project.output_type.ap_str(),
+        latency=project.latency,
+        estimated_luts=project.estimated_luts,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def trace_predict(graph: HwGraph, x: np.ndarray, upto: str | None = None) -> np.ndarray:
+    """Run the traced da4ml program (the logic :func:`to_verilog` writes) in da4ml's C++
+    interpreter, without Verilator: exact float64 outputs of the graph (or of layer ``upto``).
+
+    Fast enough to check every layer separately, so a mismatch against the simulator can be
+    pinned to the first layer whose traced logic diverges.
+    """
+    from qnet.hw.simulate import _check_input
+
+    trace = _da4ml()
+    arr = _check_input(graph, x)
+    inp, out, last = _trace_graph(graph, upto)
+    comb = trace.comb_trace(list(inp.ravel()), list(out.ravel()), keep_dead_inputs=True)
+    xq = graph.input_type.quantize(arr).reshape(arr.shape[0], -1)
+    got = np.asarray(comb.predict(xq), dtype=np.float64)
+    return got.reshape(arr.shape[0], *last.out_shape)
