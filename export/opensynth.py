@@ -16,8 +16,9 @@ steps into ``<project>/open_synth/<board>/``:
 The model's ports are far wider than any package has pins, so synthesis wraps it in a small
 harness: a 1-bit-in shift register drives ``model_inp``, ``model_out`` is registered and
 XOR-reduced to one output pin. Every input and output bit stays live, and the reported fmax
-is the register-to-register delay through the model. The harness costs exactly
-``n_in_bits + n_out_bits`` flip-flops (reported as ``harness_ff``) and an XOR tree of about
+is the register-to-register delay through the model. The harness costs at most
+``n_in_bits + n_out_bits`` flip-flops (reported as ``harness_ff``; yosys removes registers of
+constant or duplicate output bits) and an XOR tree of about
 ``n_out_bits / (lut_inputs - 1)`` LUTs; ``resources`` are the counts of the whole harness.
 
 Each step writes a done marker (JSON with its results) only after its outputs are in place
@@ -87,7 +88,8 @@ class OpenSynthReport:
     steps : list of (name, seconds)
         Steps in order with their durations (0.0 for a step resumed from its marker).
     harness_ff : int
-        Flip-flops of the synthesis harness included in ``resources['ff']``.
+        Upper bound on the flip-flops of the synthesis harness included in ``resources['ff']``
+        (one per port bit; a purely combinational model has no other flip-flops).
     outputs : dict
         Files written (synthesised netlist, routed design, bitstream), by kind.
     notes : list of str
