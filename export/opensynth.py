@@ -79,8 +79,8 @@ class OpenSynthReport:
     family : str
         Device family.
     resources : dict
-        ``lut``, ``ff``, ``carry``, ``dsp``, ``bram_18k`` (and ``mux`` where the family has
-        wide-mux cells), counted by yosys ``stat`` on the harnessed design.
+        ``LUT``, ``FF``, ``CARRY``, ``DSP``, ``BRAM_18K`` (and ``MUX`` where the family has
+        wide-mux cells; keys as :meth:`qnet.hw.estimate.Estimate.resources`), counted by yosys ``stat`` on the harnessed design.
     cells : dict
         Raw yosys cell counts.
     fmax_mhz : float or None
@@ -155,7 +155,7 @@ def _count(cells: Mapping[str, int], pattern: str) -> int:
 
 
 def resources_from_cells(cells: Mapping[str, int], family: str) -> dict[str, int]:
-    """Map yosys cell names of a family to ``lut``/``ff``/``carry``/``dsp``/``bram_18k``.
+    """Map yosys cell names of a family to ``LUT``/``FF``/``CARRY``/``DSP``/``BRAM_18K``.
 
     iCE40: SB_LUT4, SB_DFF*, SB_CARRY, SB_MAC16, SB_RAM40_4K (4 Kbit: counted in 18-Kbit
     equivalents, rounded up). ECP5: LUT4, TRELLIS_FF, CCU2C (2-bit carry), MULT18X18D,
@@ -164,28 +164,28 @@ def resources_from_cells(cells: Mapping[str, int], family: str) -> dict[str, int
     if family == "ice40":
         ram = _count(cells, r"SB_RAM40_4K\w*")
         return {
-            "lut": _count(cells, r"SB_LUT4"),
-            "ff": _count(cells, r"SB_DFF\w*"),
-            "carry": _count(cells, r"SB_CARRY"),
-            "dsp": _count(cells, r"SB_MAC16"),
-            "bram_18k": -(-ram * 4096 // 18432),
+            "LUT": _count(cells, r"SB_LUT4"),
+            "FF": _count(cells, r"SB_DFF\w*"),
+            "CARRY": _count(cells, r"SB_CARRY"),
+            "DSP": _count(cells, r"SB_MAC16"),
+            "BRAM_18K": -(-ram * 4096 // 18432),
         }
     if family == "ecp5":
         return {
-            "lut": _count(cells, r"LUT4"),
-            "ff": _count(cells, r"TRELLIS_FF|FD1\w+"),
-            "carry": _count(cells, r"CCU2C"),
-            "dsp": _count(cells, r"MULT18X18D|ALU54B"),
-            "bram_18k": _count(cells, r"DP16KD|PDPW16KD"),
-            "mux": _count(cells, r"PFUMX|L6MUX21"),
+            "LUT": _count(cells, r"LUT4"),
+            "FF": _count(cells, r"TRELLIS_FF|FD1\w+"),
+            "CARRY": _count(cells, r"CCU2C"),
+            "DSP": _count(cells, r"MULT18X18D|ALU54B"),
+            "BRAM_18K": _count(cells, r"DP16KD|PDPW16KD"),
+            "MUX": _count(cells, r"PFUMX|L6MUX21"),
         }
     return {
-        "lut": _count(cells, r"LUT[1-6]"),
-        "ff": _count(cells, r"FD[A-Z]*"),
-        "carry": _count(cells, r"CARRY[48]"),
-        "dsp": _count(cells, r"DSP48E[12]"),
-        "bram_18k": _count(cells, r"RAMB18\w*") + 2 * _count(cells, r"RAMB36\w*"),
-        "mux": _count(cells, r"MUXF[78]"),
+        "LUT": _count(cells, r"LUT[1-6]"),
+        "FF": _count(cells, r"FD[A-Z]*"),
+        "CARRY": _count(cells, r"CARRY[48]"),
+        "DSP": _count(cells, r"DSP48E[12]"),
+        "BRAM_18K": _count(cells, r"RAMB18\w*") + 2 * _count(cells, r"RAMB36\w*"),
+        "MUX": _count(cells, r"MUXF[78]"),
     }
 
 
@@ -356,7 +356,7 @@ def _step_nextpnr(ctx: _Ctx, synth: dict[str, Any]) -> dict[str, Any] | None:
         ctx.steps.append(("nextpnr", 0.0))
         return prior
     lut_cap = int(ctx.board.resources.lut)
-    used = int(synth["resources"]["lut"])
+    used = int(synth["resources"]["LUT"])
     if used > lut_cap:
         ctx.notes.append(
             f"place and route skipped: the design needs {used} LUTs, the {ctx.board.part} has {lut_cap}"

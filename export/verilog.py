@@ -973,12 +973,16 @@ def write_rtl_project(
     *,
     pipeline_stages: int = 0,
     force: bool = False,
+    board: str | None = None,
 ) -> RtlProjectSummary:
     """Write ``out/verilog/`` (:func:`to_verilog`) and ``out/hwgraph.npz`` for a model.
 
     ``source`` is an HwGraph, an ``.npz`` HwGraph file or a qnet checkpoint (lowered with
     :func:`qnet.lower.lower_checkpoint`). ``out`` may already hold other files (e.g. a
     ``qnet export`` project); an existing non-empty ``out/verilog`` is refused without ``force``.
+    With ``board`` and no ``out/qnet_export.json`` yet, a minimal one naming the board is
+    written so that ``qnet synth OUT --flow open`` knows its target (an existing one, from
+    ``qnet export``, is left alone).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -998,8 +1002,23 @@ def write_rtl_project(
                 f"{graph_file} holds a different graph; pass --force to replace it"
             )
     out.mkdir(parents=True, exist_ok=True)
+    if board is not None:
+        from qnet.hw.boards import load_board
+
+        board = load_board(board).name  # validate before writing anything
     to_verilog(graph, vdir, pipeline_stages, force=force)
     graph.save(graph_file)
+    info = out / "qnet_export.json"
+    if board is not None and not info.exists():
+        fields = {
+            "board": board,
+            "io_type": "io_parallel",
+            "reuse_factor": 1,
+            "strategy": "Latency",
+        }
+        tmp_info = info.with_name(f".{info.name}.tmp")
+        tmp_info.write_text(json.dumps({**fields, "written_by": "qnet rtl"}, indent=2))
+        os.replace(tmp_info, info)
     project = VerilogProject.load(vdir)
     return RtlProjectSummary(
         project=out,

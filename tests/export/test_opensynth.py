@@ -48,14 +48,14 @@ def test_parse_yosys_text_stat():
     cells = parse_yosys_stat(YOSYS_TEXT_STAT)
     assert cells == {"SB_CARRY": 41, "SB_DFF": 52, "SB_DFFE": 3, "SB_LUT4": 84}
     res = resources_from_cells(cells, "ice40")
-    assert res == {"lut": 84, "ff": 55, "carry": 41, "dsp": 0, "bram_18k": 0}
+    assert res == {"LUT": 84, "FF": 55, "CARRY": 41, "DSP": 0, "BRAM_18K": 0}
 
 
 def test_parse_yosys_json_stat():
     text = '{"creator": "Yosys", "modules": {"\\\\top": {"num_cells": 7}}, "design": {"num_cells": 7, "num_cells_by_type": {"LUT6": 3, "LUT2": 1, "CARRY4": 2, "FDRE": 1, "RAMB36E1": 1}}}'
     cells = parse_yosys_stat(text)
     res = resources_from_cells(cells, "artix7")
-    assert res["lut"] == 4 and res["carry"] == 2 and res["ff"] == 1 and res["bram_18k"] == 2
+    assert res["LUT"] == 4 and res["CARRY"] == 2 and res["FF"] == 1 and res["BRAM_18K"] == 2
 
 
 def test_parse_nextpnr_fmax_takes_the_routed_figure():
@@ -86,10 +86,10 @@ def tiny_project(tmp_path_factory):
 def test_ice40_flow_synthesises_places_and_packs(tiny_project):
     report = run_open_flow(tiny_project, "icebreaker", quiet=True)
     assert [name for name, _ in report.steps] == ["yosys", "nextpnr", "bitstream"]
-    assert report.resources["lut"] > 10 and report.resources["carry"] > 0
+    assert report.resources["LUT"] > 10 and report.resources["CARRY"] > 0
     # only the harness is clocked: at most one flop per port bit (yosys drops constant and
     # duplicate sign-extension bits of the outputs)
-    assert 0 < report.resources["ff"] <= report.harness_ff
+    assert 0 < report.resources["FF"] <= report.harness_ff
     assert report.fmax_mhz is not None and report.fmax_mhz > 5
     assert Path(report.outputs["bitstream"]).stat().st_size > 1000
     again = run_open_flow(tiny_project, "icebreaker", quiet=True)  # resumed from markers
@@ -102,8 +102,8 @@ def test_ice40_flow_synthesises_places_and_packs(tiny_project):
 def test_xilinx_synthesis_counts_luts_and_carries(tiny_project):
     report = run_open_flow(tiny_project, "arty-a7-100t", quiet=True, force=True)
     assert report.family == "artix7" and report.fmax_mhz is None
-    assert report.resources["lut"] > 5 and report.resources["carry"] > 0
-    assert report.resources["dsp"] == 0  # da4ml builds shift-add logic, no multipliers
+    assert report.resources["LUT"] > 5 and report.resources["CARRY"] > 0
+    assert report.resources["DSP"] == 0  # da4ml builds shift-add logic, no multipliers
 
 
 def test_missing_yosys_names_the_install_command(tiny_project, monkeypatch):
