@@ -64,6 +64,9 @@ class Overflow(enum.Enum):
     SAT_SYM = "SAT_SYM"  #: signed: clamp to [-max, max]; unsigned: like SAT
 
 
+#: Rounding modes with a one-shift integer implementation in ``quantize_int``.
+_SHIFT_ROUNDINGS = frozenset({Rounding.TRN, Rounding.RND, Rounding.RND_CONV})
+
 _TYPE_RE = re.compile(
     r"^\s*(?P<name>ap_fixed|ap_ufixed|ap_int|ap_uint|fixed|ufixed|int|uint)\s*"
     r"<\s*(?P<args>[^<>]*)>\s*$"
@@ -346,6 +349,19 @@ class FixedType:
         self._check_width(MAX_INT_WIDTH, "quantize_int()")
         m = np.asarray(mantissa, dtype=np.int64)
         shift = frac - self.frac
+        if shift == 0:
+            return self._saturate(m)
+        if 0 < shift <= 62 and self.rounding in _SHIFT_ROUNDINGS and m.size:
+            # Fast paths (one add and one arithmetic shift), exact while m + 2**shift fits
+            # int64. RND_CONV: adding (half - 1) + (bit 0 of the floor) rounds ties to even.
+            if -(1 << 61) < int(m.min()) and int(m.max()) < (1 << 61):
+                s = np.int64(shift)
+                if self.rounding is Rounding.TRN:
+                    return self._saturate(m >> s)
+                half = np.int64(1 << (shift - 1))
+                if self.rounding is Rounding.RND:
+                    return self._saturate((m + half) >> s)
+                return self._saturate((m + (half - 1) + ((m >> s) & 1)) >> s)
         if shift <= 0:
             # Exact left shift. Shift only what cannot overflow int64: for WRAP the low
             # W - sh bits (the rest wraps away), otherwise in-range mantissas (the rest is
@@ -398,8 +414,14 @@ class FixedType:
         return floor + (cmp_half > 0) + tie_up
 
     def _saturate(self, m: np.ndarray) -> np.ndarray:
+        """Apply the overflow mode to int64 mantissas (returns ``m`` itself when all fit)."""
         lo, hi = self.int_min, self.int_max
         mode = self.overflow
+        if m.size:
+            mn, mx = int(m.min()), int(m.max())
+            sym_lo = -hi if (mode is Overflow.SAT_SYM and self.signed) else lo
+            if mn >= sym_lo and mx <= hi:
+                return m.astype(np.int64, copy=False)
         if mode is Overflow.WRAP:
             span = np.int64(1) << np.int64(self.width)
             return ((m - lo) % span + lo).astype(np.int64)
