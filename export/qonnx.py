@@ -11,6 +11,12 @@ What was measured with torch 2.13, brevitas 0.13.4 and qonnx 1.0.0 (see
   ``qnet.simulate`` (``np.array_equal``), saturating inputs and rounding ties included.
   The graph stays channels-first; no channels-last conversion or ``GemmToMatMul`` is applied
   (hls4ml needs those, qonnx execution does not).
+* Brevitas writes a Quant node's ``rounding_mode`` from the injector's stale
+  ``float_to_int_impl_type``: a quantiser built with ``.let(float_to_int_impl=FloorSte)`` was
+  exported as ROUND and every output differed. ``export_qonnx`` corrects the injector for the
+  duration of the export (restored after). With that, 15 random architectures from
+  ``tests/test_exactness.py`` (conv/BN/pool/floor/narrow quantisers) and both residual-add
+  forms matched the simulator on every sample tried.
 * Brevitas exports through the TorchScript exporter by default here (``exporter=
   "torchscript"``): it is ~10x faster than the dynamo exporter (0.1-0.4 s vs 1.4-4.9 s on the
   zoo models) and writes ``Flatten`` rather than a batch-fixed ``Reshape``.
@@ -60,6 +66,12 @@ def _first_lines(text: str, n: int = 3) -> str:
     return " ".join(lines[:n])[:600]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_modules(model: Any) -> None:
     for name, module in model.named_modules():
         reason = _UNEXECUTABLE.get(type(module).__name__)
@@ -72,6 +84,41 @@ def _check_modules(model: Any) -> None:
                 "QuantConv1d/2d, QuantReLU, pooling, Flatten, BatchNorm and residual adds; "
                 "use qnet.simulate or the hls4ml export for recurrent models"
             )
+
+
+def _fix_stale_rounding(model: Any) -> list[tuple[Any, Any]]:
+    """Make each quant proxy's exported ``rounding_mode`` the one its quantiser really uses.
+
+    Brevitas' QONNX handler writes ``proxy.rounding_mode``, read from the injector's
+    ``float_to_int_impl_type``; a quantiser built with ``.let(float_to_int_impl=FloorSte)`` keeps
+    the stale ``ROUND`` there, so the Quant node would round while Brevitas floors (measured:
+    every sample differed). Swap in a corrected injector for the export; returns
+    ``(proxy, original injector)`` pairs to restore.
+    """
+    from brevitas.core.quant.int_base import IntQuant
+    from brevitas.inject.enum import FloatToIntImplType
+    from brevitas.proxy.quant_proxy import QuantProxyFromInjector
+    from brevitas.utils.quant_utils import float_to_int_impl_to_enum
+
+    swapped = []
+    for name, proxy in model.named_modules():
+        if not isinstance(proxy, QuantProxyFromInjector):
+            continue
+        impls = [m.float_to_int_impl for m in proxy.modules() if isinstance(m, IntQuant)]
+        modes = {str(float_to_int_impl_to_enum(impl)).split(".")[-1].upper() for impl in impls}
+        if len(modes) > 1:
+            raise UnsupportedLayerError(
+                f"quantiser '{name}' of {type(model).__name__} mixes rounding modes "
+                f"{sorted(modes)}; QONNX Quant nodes take one"
+            )
+        if not modes:
+            continue
+        mode = next(iter(modes))
+        if str(proxy.rounding_mode).split(".")[-1].upper() != mode:
+            actual = getattr(FloatToIntImplType, mode)
+            swapped.append((proxy, proxy.quant_injector))
+            proxy.quant_injector = proxy.quant_injector.let(float_to_int_impl_type=actual)
+    return swapped
 
 
 def _check_custom_ops(wrapped: Any, model_name: str) -> None:
@@ -156,6 +203,7 @@ def export_qonnx(
             from qonnx.util.cleanup import cleanup_model
 
             model.eval()
+            swapped = _fix_stale_rounding(model)
             try:
                 with torch.no_grad():
                     brevitas_export_qonnx(
@@ -169,6 +217,9 @@ def export_qonnx(
                     f"Brevitas could not export {model_name} to QONNX ({exporter} exporter): "
                     f"{type(exc).__name__}: {_first_lines(exc)}"
                 ) from exc
+            finally:
+                for proxy, injector in swapped:
+                    proxy.quant_injector = injector
             wrapped = ModelWrapper(str(tmp))
             _check_custom_ops(wrapped, model_name)
             try:
@@ -179,6 +230,7 @@ def export_qonnx(
                     f"{type(exc).__name__}: {_first_lines(exc)}"
                 ) from exc
             wrapped.save(str(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; honour the umask instead
         os.replace(tmp, path)
     finally:
         model.train(was_training)
@@ -264,8 +316,14 @@ def execute_qonnx(
 
     progress = None
     if not quiet and len(starts) > 1:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         progress = Progress(
             TextColumn("[bold]qonnx[/] execute_onnx"),

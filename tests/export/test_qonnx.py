@@ -26,7 +26,7 @@ from qnet.models import ModelConfig, build_model  # noqa: E402
 # Two torch threads per pytest worker on 2 cores make Brevitas ~20x slower.
 torch.set_num_threads(1)
 
-N_PER_KIND = 14  # x 3 kinds of input = 42 samples per model (~15-35 ms each in qonnx)
+N_PER_KIND = 40  # x 3 kinds of input = 120 samples per model (~5-15 ms each in qonnx)
 
 ZOO = {
     "convnet2d": ("convnet2d", (1, 8, 8), {}),
@@ -192,3 +192,50 @@ def test_export_rejects_bad_arguments(tmp_path):
     with pytest.raises(FormatError, match="example_input"):
         export_qonnx(model, torch.zeros(16), tmp_path / "x.onnx")
     assert os.listdir(tmp_path) == []
+
+
+def test_floor_quantiser_exports_as_floor(tmp_path):
+    # A quantiser built with .let(float_to_int_impl=FloorSte) keeps a stale
+    # float_to_int_impl_type=ROUND in its injector, which Brevitas' QONNX export writes as the
+    # Quant node's rounding_mode; before the fix every sample here differed.
+    from brevitas import nn as qnn
+    from brevitas.core.function_wrapper import FloorSte
+    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    torch.manual_seed(0)
+    floor_quant = Int8ActPerTensorFixedPoint.let(bit_width=4, float_to_int_impl=FloorSte)
+    model = torch.nn.Sequential(
+        qnn.QuantIdentity(Int8ActPerTensorFixedPoint.let(bit_width=5), return_quant_tensor=True),
+        qnn.QuantLinear(
+            15,
+            6,
+            bias=True,
+            weight_quant=Int8WeightPerTensorFixedPoint.let(bit_width=4),
+            bias_quant=Int16Bias,
+        ),
+        qnn.QuantIdentity(floor_quant, return_quant_tensor=True),
+        qnn.QuantLinear(
+            6, 3, bias=False, weight_quant=Int8WeightPerTensorFixedPoint.let(bit_width=4)
+        ),
+    )
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(64, 15) * 2 - 1)
+    model.eval()
+    x0 = torch.zeros((1, 15))
+    graph = qnet.lower(model, x0)
+    path = export_qonnx(model, x0, tmp_path / "floor.onnx")
+    modes = [
+        attr.s
+        for node in ModelWrapper(str(path)).graph.node
+        if node.op_type == "Quant"
+        for attr in node.attribute
+        if attr.name == "rounding_mode"
+    ]
+    assert modes.count(b"FLOOR") == 1
+    # the model's own proxy still reports its original (stale) injector after export
+    assert str(model[2].act_quant.rounding_mode).upper().endswith("ROUND")
+    x = _inputs(graph, (15,), 20, seed=7)
+    np.testing.assert_array_equal(execute_qonnx(path, x, quiet=True), qnet.simulate(graph, x))
