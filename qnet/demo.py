@@ -61,6 +61,7 @@ def run_demo(
 
     from qnet.checkpoint import load_checkpoint
     from qnet.data import load_dataset
+    from qnet.export.project import write_export_project
     from qnet.hw.boards import load_board
     from qnet.hw.estimate import estimate
     from qnet.hw.simulate import simulate
@@ -117,13 +118,29 @@ def run_demo(
         m["simulator_vs_brevitas_total"] = int(brevitas_out.size)
 
     n = min(n_verify, len(x_test))
-    with step(f"export hls4ml project for {BOARD}, compile C simulation, verify on {n} images"):
-        report = verify(model, x_test[:n], board=BOARD, output_dir=out / "project")
+    with step(f"export the hls4ml project for {BOARD} (+ QONNX, HwGraph)"):
+        summary = write_export_project(
+            trained.checkpoint_path, out / "project", board=BOARD, force=True
+        )
+        m["export"] = {
+            "backend": summary.backend,
+            "part": summary.part,
+            "clock_period_ns": summary.clock_period_ns,
+            "files": list(summary.files),
+            "notes": list(summary.notes),
+        }
+
+    with step(f"compile the C simulation and verify three ways on {n} test images"):
+        report = verify(model, x_test[:n], board=BOARD, graph=graph)
         m["verify"] = report.to_dict()
-        csim_out = report.outputs.get("csim")
-        if csim_out is not None:
-            m["accuracy_csim"] = float((np.asarray(csim_out).argmax(1) == y_test[:n]).mean())
-            m["accuracy_simulator_on_verified"] = float((sim_pred[:n] == y_test[:n]).mean())
+        m["verify_table"] = report.table()
+        csim = report.outputs["csim"]
+        m["accuracy_csim"] = float((csim.argmax(1) == y_test[:n]).mean())
+        m["accuracy_brevitas_on_verified"] = float(
+            (report.outputs["brevitas"].argmax(1) == y_test[:n]).mean()
+        )
+        m["accuracy_simulator_on_verified"] = float((sim_pred[:n] == y_test[:n]).mean())
+        m["all_exact"] = report.all_exact
 
     with step(f"estimate resources on {BOARD}"):
         board = load_board(BOARD)

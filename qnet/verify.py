@@ -101,6 +101,8 @@ class VerifyReport:
         Layers whose accumulator bound passes 2**24 lsb (Brevitas' float32 is not exact there).
     export : dict
         The export options used (board, io_type, reuse_factor, strategy, ...).
+    outputs : dict
+        Each executor's output (float64, HwGraph layout) by executor name.
     """
 
     samples: int
@@ -108,12 +110,39 @@ class VerifyReport:
     pairs: tuple[PairResult, ...]
     float32_inexact: tuple[str, ...] = ()
     export: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def all_exact(self) -> bool:
         """True when every compared pair is exactly equal (excused Brevitas pairs aside)
         and at least one pair was compared."""
         return bool(self.pairs) and all(p.exact or p.excused for p in self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (no output arrays)."""
+        return {
+            "samples": self.samples,
+            "all_exact": self.all_exact,
+            "executors": {
+                r.name: {"ran": r.ran, "seconds": round(r.seconds, 3), "reason": r.reason}
+                for r in self.executors
+            },
+            "pairs": [
+                {
+                    "pair": f"{p.a} vs {p.b}",
+                    "samples_equal": p.samples_equal,
+                    "samples": p.samples,
+                    "elements_equal": p.elements_equal,
+                    "elements": p.elements,
+                    "exact": p.exact,
+                    "excused": p.excused,
+                    "divergence": p.divergence.describe(p.a, p.b) if p.divergence else None,
+                }
+                for p in self.pairs
+            ],
+            "float32_inexact": list(self.float32_inexact),
+            "export": dict(self.export),
+        }
 
     def pair(self, a: str, b: str) -> PairResult:
         for p in self.pairs:
@@ -361,7 +390,7 @@ def verify(
             "backend": export.backend,
             "part": export.part,
         }
-        return VerifyReport(x.shape[0], tuple(runs), tuple(pairs), inexact, options)
+        return VerifyReport(x.shape[0], tuple(runs), tuple(pairs), inexact, options, outputs)
     finally:
         if tmp is not None:
             tmp.cleanup()
