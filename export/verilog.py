@@ -67,6 +67,7 @@ __all__ = [
     "DEFAULT_MODULE_NAME",
     "write_rtl_project",
     "trace_predict",
+    "trace_layers",
     "RtlProjectSummary",
     "load_rtl",
 ]
@@ -477,7 +478,9 @@ def _trace_multithreshold(
 
 
 # ------------------------------------------------------------------------------ trace driver
-def _trace_graph(graph: HwGraph, upto: str | None = None) -> tuple[np.ndarray, np.ndarray, Layer]:
+def _trace_graph(
+    graph: HwGraph, upto: str | None = None, all_values: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, Layer]:
     """Trace the graph; returns (input variables, output variables, output layer)."""
     trace = _da4ml()
     _ensure_kinds_loaded()
@@ -507,6 +510,8 @@ def _trace_graph(graph: HwGraph, upto: str | None = None) -> tuple[np.ndarray, n
         if upto is not None and layer.name == upto:
             last = layer
             break
+    if all_values is not None:
+        all_values.update(values)
     return inp._vars, values[last.name], last
 
 
@@ -1051,3 +1056,29 @@ def trace_predict(graph: HwGraph, x: np.ndarray, upto: str | None = None) -> np.
     xq = graph.input_type.quantize(arr).reshape(arr.shape[0], -1)
     got = np.asarray(comb.predict(xq), dtype=np.float64)
     return got.reshape(arr.shape[0], *last.out_shape)
+
+
+def trace_layers(graph: HwGraph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output (exact float64, by layer name) computed by the traced da4ml logic
+    in da4ml's C++ interpreter: one trace, one run. Compare with ``simulate(graph, x,
+    trace=True)`` to find the first layer whose logic diverges."""
+    from qnet.hw.simulate import _check_input
+
+    trace = _da4ml()
+    arr = _check_input(graph, x)
+    values: dict[str, np.ndarray] = {}
+    inp, _, _ = _trace_graph(graph, None, values)
+    names = [layer.name for layer in graph.layers]
+    flat = [values[name].ravel() for name in names]
+    outputs = [v for part in flat for v in part]
+    comb = trace.comb_trace(list(inp.ravel()), outputs, keep_dead_inputs=True)
+    xq = graph.input_type.quantize(arr).reshape(arr.shape[0], -1)
+    got = np.asarray(comb.predict(xq), dtype=np.float64)
+    result: dict[str, np.ndarray] = {}
+    start = 0
+    for name, part in zip(names, flat, strict=True):
+        result[name] = got[:, start : start + part.size].reshape(
+            arr.shape[0], *graph[name].out_shape
+        )
+        start += part.size
+    return result

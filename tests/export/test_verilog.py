@@ -259,3 +259,50 @@ def test_existing_output_is_refused_without_force(tmp_path):
         to_verilog(graph, out)
     to_verilog(graph, out, force=True)
     assert not (out / "keep.txt").exists() and (out / "src" / "qnet_model_wrapper.v").is_file()
+
+
+# ------------------------------------------------------------------------------ zoo models
+def _lowered(kind: str, **kw) -> HwGraph:
+    torch = pytest.importorskip("torch")
+    from qnet.lower import lower
+    from qnet.models import ModelConfig, build_model
+
+    cfg = ModelConfig(kind=kind, num_classes=10, w_bits=4, a_bits=4, in_bits=8, **kw)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    if cfg.batchnorm:  # non-trivial BatchNorm statistics, so the thresholds differ per channel
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(-1.5, 1.5)
+                    m.bias.uniform_(-0.5, 0.5)
+    return lower(model, torch.zeros((1, *cfg.in_shape)))
+
+
+def test_lowered_zoo_models_every_layer_in_traced_logic():
+    from qnet.export.verilog import trace_layers
+
+    rng = np.random.default_rng(11)
+    for graph in (
+        _lowered("mlp", in_shape=(16,), hidden=(12,)),
+        _lowered("convnet2d", in_shape=(1, 8, 8), channels=(2, 4), hidden=(8,), batchnorm=True),
+    ):
+        x = np.concatenate(
+            [rng.uniform(-0.1, 1.1, size=(800, *graph.input.out_shape)), corner_inputs(graph)]
+        )
+        ref = simulate(graph, x, trace=True)
+        got = trace_layers(graph, x)
+        for layer in graph.layers:
+            assert np.array_equal(got[layer.name], ref[layer.name]), layer.name
+
+
+@needs_verilator
+def test_lowered_convnet2d_rtl_equals_simulator(rtl_cache):
+    graph = _lowered("convnet2d", in_shape=(1, 8, 8), channels=(2, 4), hidden=(8,), batchnorm=True)
+    assert "multithreshold" in {layer.kind for layer in graph.layers}
+    model = rtl_cache("zoo_convnet2d", graph)
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.uniform(-0.1, 1.1, size=(1000, 1, 8, 8)), corner_inputs(graph)])
+    _check_exact(model, graph, x)
