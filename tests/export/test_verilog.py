@@ -306,3 +306,30 @@ def test_lowered_convnet2d_rtl_equals_simulator(rtl_cache):
     rng = np.random.default_rng(12)
     x = np.concatenate([rng.uniform(-0.1, 1.1, size=(1000, 1, 8, 8)), corner_inputs(graph)])
     _check_exact(model, graph, x)
+
+
+def test_rtl_command_writes_project_and_refuses_overwrite(tmp_path):
+    import json
+    import os
+    import subprocess
+
+    graph = make_mlp(2, seed=0, n_in=4, hidden=(4,))
+    src = graph.save(tmp_path / "g.npz")
+    out = tmp_path / "prj"
+    cmd = [sys.executable, "-c", "from qnet.cli import main; main()", "rtl", str(src)]
+    env = dict(os.environ, COLUMNS="200")
+    first = subprocess.run(
+        [*cmd, "--out", str(out), "--pipeline-stages", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    meta = json.loads((out / "verilog" / "qnet_rtl.json").read_text())
+    assert meta["latency"] >= 1 and meta["n_inputs"] == 4 and meta["n_outputs"] == 10
+    assert json.loads((out / "qnet_export.json").read_text())["board"] == "icebreaker"
+    again = subprocess.run(
+        [*cmd, "--out", str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert again.returncode == 2 and "--force" in again.stderr + again.stdout
