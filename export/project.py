@@ -15,9 +15,6 @@ existing ``out`` is refused without ``force`` (:class:`OutputExistsError`).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from qnet.errors import ConfigError, OutputExistsError, QnetError
+from qnet.hw.atomic import atomic_dir
 
 __all__ = ["ExportSummary", "write_export_project", "FORMATS", "TB_SAMPLES"]
 
@@ -139,10 +137,8 @@ def write_export_project(
     source = load_model(model_spec)
     graph = qnet.lower(source.model, source.example_input)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     notes: list[str] = []
-    try:
+    with atomic_dir(out) as tmp:
         export = None
         if "hls4ml" in formats:
             export = to_hls4ml(
@@ -182,10 +178,6 @@ def write_export_project(
         (tmp / "qnet_export.json").write_text(json.dumps(info, indent=2) + "\n")
         _replace_paths(tmp, str(tmp), str(out))
         files = tuple(sorted(p.name for p in tmp.iterdir()))
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportSummary(
         out=out,
         files=files,
@@ -201,21 +193,6 @@ def write_export_project(
         layers=len(graph.layers),
         notes=tuple(notes),
     )
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        old.rmdir()
-        os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 def _write_qonnx(source: Any, path: Path) -> list[str]:

@@ -9,27 +9,18 @@ round-trip decimal), so parsing them back gives the same numbers.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qnet.hw.atomic import atomic_write
+
 __all__ = ["write_tb_data"]
 
 
 def _write_dat(path: Path, rows: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            for row in rows:
-                fh.write(" ".join(repr(float(v)) for v in row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in rows))
 
 
 def write_tb_data(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from qnet.errors import FormatError
+from qnet.hw.atomic import atomic_file
 from qnet.hw.fixed import FixedType
 
 __all__ = [
@@ -520,15 +520,8 @@ class HwGraph:
             "layers": header_layers,
         }
         arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         return path
 
     @classmethod

@@ -9,13 +9,13 @@ interrupted write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qnet.errors import CheckpointError, ConfigError
+from qnet.hw.atomic import atomic_file
 from qnet.models.config import ModelConfig
 
 __all__ = [
@@ -137,16 +137,10 @@ def save_checkpoint(
         "normalisation": _plain(normalisation or {}),
         "train_state": train_state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

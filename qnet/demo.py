@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from qnet.errors import OutputExistsError
+from qnet.hw.atomic import atomic_write
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -157,8 +158,6 @@ def run_demo(
     )
     m["steps"] = {name: round(dt, 2) for name, dt in result.steps}
     m["seconds"] = round(sum(dt for _, dt in result.steps), 2)
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(m, indent=2, default=str))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write(out / "metrics.json", json.dumps(m, indent=2, default=str))
     result.metrics = m
     return result

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from qnet.hw.atomic import atomic_write
 
 __all__ = ["plot_estimate", "plot_confusion"]
 
@@ -21,12 +24,10 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path, dpi: int = 100) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
     _pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, buf.getvalue())
 
 
 def plot_estimate(est: Any, path: str | os.PathLike[str]) -> Path:

@@ -13,12 +13,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from qnet.errors import ConfigError, OutputExistsError
+from qnet.hw.atomic import atomic_write
 
 __all__ = ["SweepPoint", "SweepResult", "run_sweep", "pareto_front", "plot_sweep", "parse_bits"]
 
@@ -66,14 +66,7 @@ def parse_bits(text: str, what: str) -> list[int]:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
@@ -131,10 +124,7 @@ def plot_sweep(points: Sequence[SweepPoint], path: Path, title: str) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
     return path
 
 
