@@ -476,10 +476,17 @@ def _add(layer: Add, graph: HwGraph, ctx: HlsContext) -> None:
 
 @register_hls_handler("multithreshold")
 def _multithreshold(layer: MultiThreshold, graph: HwGraph, ctx: HlsContext) -> None:
-    raise UnsupportedLayerError(
-        f"layer {layer.name!r} ({layer.source or 'multithreshold'}): MultiThreshold (BatchNorm + "
-        "quantised activation) has no hls4ml export yet; train without batchnorm for the hls4ml flow "
-        "(the simulator and the RTL flow support it)"
+    # The extension layer (QnetThreshold) registers itself with hls4ml on import.
+    from qnet.export.hls_threshold import threshold_hls_layer
+
+    in_cf = ctx.in_cf_shape(layer)
+    attrs, precision = threshold_hls_layer(layer, graph.in_type(layer), in_cf)
+    ctx.add(
+        attrs,
+        hw_name=layer.name,
+        inputs=[ctx.input_of(layer)],
+        precision=precision,
+        cf_shape=in_cf,
     )
 
 
@@ -658,37 +665,61 @@ def quantize_input(graph: HwGraph, x: np.ndarray) -> np.ndarray:
     return graph.input_type.quantize(arr)
 
 
-_HLS4ML_TYPE_RE = re.compile(
-    r"^(\s*typedef\s+)((?:u?fixed|u?int)<[^>]*>)(\s+T_(?:in|out)\s*;)", re.M
-)
+#: Key of the hls4ml configuration holding the AXI wrapper's port types (ap_ spelling).
+_AXI_TYPES_KEY = "QnetAxiTypes"
+_AXI_TYPEDEF_RE = re.compile(r"^(\s*typedef\s+)[^;]+?(\s+(T_in|T_out)\s*;)", re.M)
+
+
+def _install_axi_writer(backend: Any) -> None:
+    """Give hls4ml's VivadoAccelerator backend a writer whose AXI types come from the graph.
+
+    hls4ml 1.3 writes the wrapper's ``T_in``/``T_out`` in its own spelling
+    (``ufixed<8,0,RND_CONV,SAT,0>``, not C++) and widened to a multiple of 8 bits. The
+    subclass rewrites both typedefs to the exact ``ap_`` types stored under
+    ``config["QnetAxiTypes"]`` (the graph's input and output :class:`FixedType`), inside
+    hls4ml's own write step, so every ``write()``/``compile()``/``build()`` of the model, and
+    the project tarball, carry them. Models without that key are written unchanged.
+    """
+    from hls4ml.writer.vivado_accelerator_writer import VivadoAcceleratorWriter
+
+    if getattr(backend.writer, "_qnet_axi_types", False):
+        return
+
+    class QnetAcceleratorWriter(type(backend.writer)):  # type: ignore[misc]
+        _qnet_axi_types = True
+
+        def write_axi_wrapper(self, model: Any) -> None:
+            super().write_axi_wrapper(model)
+            types = model.config.config.get(_AXI_TYPES_KEY)
+            if not types:
+                return
+            header = (
+                Path(model.config.get_output_dir())
+                / "firmware"
+                / f"{model.config.get_project_name()}_axi.h"
+            )
+            text = header.read_text()
+            fixed, count = _AXI_TYPEDEF_RE.subn(
+                lambda m: m.group(1) + types[m.group(3)] + m.group(2), text
+            )
+            if count != 2:
+                raise RuntimeError(
+                    f"internal: expected the T_in and T_out typedefs in {header}, found {count}"
+                )
+            header.write_text(fixed)
+
+    if not isinstance(backend.writer, VivadoAcceleratorWriter):
+        raise RuntimeError(f"internal: unexpected VivadoAccelerator writer {backend.writer!r}")
+    backend.writer = QnetAcceleratorWriter()
 
 
 def _write(hls_model: Any) -> None:
-    """``hls_model.write()`` plus a fix for hls4ml 1.3's VivadoAccelerator AXI wrapper.
-
-    The wrapper header spells the AXI port types the hls4ml way (``ufixed<8,0,RND_CONV,SAT,0>``),
-    which is not C++; rewrite them as ``ap_ufixed<...>``.
-    """
+    """``hls_model.write()`` with hls4ml's messages silenced."""
     import contextlib
     import io
 
     with contextlib.redirect_stdout(io.StringIO()):
         hls_model.write()
-    out_dir = Path(hls_model.config.get_output_dir())
-    project = hls_model.config.get_project_name()
-    header = out_dir / "firmware" / f"{project}_axi.h"
-    if header.is_file():
-        text = header.read_text()
-        fixed = _HLS4ML_TYPE_RE.sub(
-            lambda m: m.group(1) + _ap_spelling(m.group(2)) + m.group(3), text
-        )
-        if fixed != text:
-            header.write_text(fixed)
-
-
-def _ap_spelling(hls4ml_type: str) -> str:
-    text = re.sub(r",\s*0\s*>$", ">", hls4ml_type)  # drop saturation bits N = 0
-    return FixedType.parse(text).ap_str()
 
 
 def _compile(hls_model: Any) -> None:
@@ -834,6 +865,12 @@ def to_hls4ml(
             part=board_obj.part, clock_period=clock_period_ns, io_type=io_type
         )
     config["Backend"] = backend_name
+    if backend_name == "VivadoAccelerator":
+        _install_axi_writer(backend)
+        config[_AXI_TYPES_KEY] = {
+            "T_in": graph.input_type.ap_str(),
+            "T_out": graph.output_type.ap_str(),
+        }
     config["OutputDir"] = str(output_dir)
     config["ProjectName"] = project_name
     # The model-level default is only a fallback for layers hls4ml inserts by itself

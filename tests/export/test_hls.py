@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("hls4ml")
 
-from hw_graphs import make_convnet, make_mlp, random_inputs  # noqa: E402
+from hw_graphs import act_type, make_convnet, make_mlp, random_inputs  # noqa: E402
 
 from qnet.errors import BoardError, ConfigError, UnsupportedLayerError  # noqa: E402
 from qnet.export.hls import register_hls_handler, to_hls4ml  # noqa: E402
-from qnet.hw.fixed import FixedType  # noqa: E402
-from qnet.hw.graph import Conv, Dense, HwGraph, MultiThreshold  # noqa: E402
+from qnet.hw.fixed import FixedType, Overflow, Rounding  # noqa: E402
+from qnet.hw.graph import AvgPool, Conv, Dense, HwGraph, ReLU  # noqa: E402
 from qnet.hw.simulate import simulate  # noqa: E402
 
 
@@ -51,14 +51,29 @@ def test_every_precision_comes_from_the_graph(tmp_path, io_type: str) -> None:
     assert "ap_fixed<16,6>" not in types.values()
 
 
-def test_input_port_is_the_input_type_and_axi_wrapper_compiles_types(tmp_path) -> None:
-    graph = make_mlp(4)
+def _axi_types(prj) -> dict[str, str]:
+    axi = (prj / "firmware" / "qnet_axi.h").read_text()
+    return {m.group(2): m.group(1) for m in re.finditer(r"typedef\s+(.+?)\s+(T_in|T_out)\s*;", axi)}
+
+
+@pytest.mark.parametrize("make", [make_mlp, make_convnet], ids=["mlp", "convnet"])
+def test_input_port_and_axi_wrapper_types_are_the_graph_types(tmp_path, make) -> None:
+    graph = make(4) if make is make_mlp else make(2, 4)
     export = to_hls4ml(graph, board="pynq-z2", output_dir=tmp_path / "prj")
     assert export.backend == "VivadoAccelerator"
     types = _typedefs(tmp_path / "prj" / "firmware" / "defines.h")
     assert FixedType.parse(types["input_t"]) == graph.input_type
-    axi = (tmp_path / "prj" / "firmware" / "qnet_axi.h").read_text()
-    assert "typedef ap_ufixed<8,0,AP_RND_CONV,AP_SAT> T_in;" in axi
+    axi = _axi_types(tmp_path / "prj")
+    assert axi == {
+        "T_in": "ap_ufixed<8,0,AP_RND_CONV,AP_SAT>",
+        "T_out": "ap_fixed<8,5,AP_RND_CONV,AP_SAT>",
+    }
+    assert FixedType.parse(axi["T_in"]) == graph.input_type
+    assert FixedType.parse(axi["T_out"]) == graph.output_type
+    # hls4ml's own write (as compile()/build() call it) keeps them
+    (tmp_path / "prj" / "firmware" / "qnet_axi.h").unlink()
+    export.hls_model.write()
+    assert _axi_types(tmp_path / "prj") == axi
     assert export.part == "xc7z020clg400-1"
     assert export.clock_period_ns == 10.0
 
@@ -114,24 +129,6 @@ def test_duplicate_handler_refused() -> None:
         register_hls_handler("dense")(lambda layer, graph, ctx: None)
 
 
-def test_multithreshold_refused_clearly(tmp_path) -> None:
-    graph = make_mlp(2)
-    relu = graph["relu0"]
-    layers = list(graph.layers)
-    idx = layers.index(relu)
-    thr = np.sort(np.random.default_rng(0).integers(-50, 50, (relu.out_shape[0], 3)), axis=1)
-    layers[idx] = MultiThreshold(
-        relu.name,
-        relu.inputs,
-        relu.out_shape,
-        FixedType(2, 2, signed=False),
-        thresholds=thr,
-        increasing=np.ones(relu.out_shape[0], bool),
-    )
-    with pytest.raises(UnsupportedLayerError, match="relu0.*MultiThreshold"):
-        to_hls4ml(HwGraph(tuple(layers)), output_dir=tmp_path / "p", write=False)
-
-
 def test_tb_data_is_the_simulator_output_in_channels_last_order(tmp_path) -> None:
     graph = make_convnet(2, 4)
     x = random_inputs(graph, 7)
@@ -167,3 +164,29 @@ def test_hand_built_convnet1d_trace_matches_simulator_every_layer(tmp_path) -> N
     assert {"conv1", "relu1", "pool1", "conv2", "fc1", "fc2"} <= set(compared)
     for name in compared:
         np.testing.assert_array_equal(hls[name], sim[name], err_msg=name)
+
+
+@pytest.mark.csim
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed for hls4ml C simulation")
+def test_avgpool_csim_matches_simulator(tmp_path) -> None:
+    """AvgPool2d 2x2 and 2x4 (overlapping), each mean rounded by the final cast, exactly."""
+    conv = make_convnet(2, 4, size=12)
+    layers = [layer for layer in conv.layers if layer.name in ("inp", "conv1", "relu1")]
+    a_t = act_type(4)
+    out_t = FixedType(6, 2, signed=False, rounding=Rounding.RND_CONV, overflow=Overflow.SAT)
+    layers += [
+        AvgPool("avg2", ("relu1",), (4, 6, 6), a_t, kernel=(2, 2), stride=(2, 2)),
+        AvgPool("avg3", ("avg2",), (4, 3, 2), out_t, kernel=(2, 4), stride=(2, 2)),
+        ReLU("out", ("avg3",), (4, 3, 2), out_t),
+    ]
+    graph = HwGraph(tuple(layers))
+    export = to_hls4ml(graph, board="kv260", output_dir=tmp_path / "prj")
+    x = random_inputs(graph, 500)
+    hls = export.trace(x)  # builds the C simulation once, with tracing
+    sim = simulate(graph, x, trace=True)
+    for name in ("relu1", "avg2", "avg3", "out"):
+        np.testing.assert_array_equal(hls[name], sim[name], err_msg=name)
+    # the averages are not all on the coarser grid: the rounding of the last cast is exercised
+    mean = sim["relu1"].reshape(500, 4, 6, 2, 6, 2).mean(axis=(3, 5))
+    assert np.any(mean != sim["avg2"])
+    assert np.abs(mean - sim["avg2"]).max() <= a_t.step / 2
