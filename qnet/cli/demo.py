@@ -13,7 +13,7 @@ from qnet.cli._app import app, console
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("qnet-demo"), "--out", help="Report folder."),
-    epochs: int = typer.Option(12, "--epochs", min=1, help="Training epochs."),
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs."),
     n: int = typer.Option(200, "--n", min=1, help="Test images verified three ways."),
     force: bool = typer.Option(True, "--force/--no-force", help="Replace an existing report."),
     quiet: bool = typer.Option(False, "--quiet", help="No training progress bar."),
