@@ -12,7 +12,7 @@ pytest.importorskip("hls4ml")
 
 from hw_graphs import act_type, make_convnet, make_mlp, random_inputs  # noqa: E402
 
-from qnet.errors import BoardError, ConfigError, UnsupportedLayerError  # noqa: E402
+from qnet.errors import BoardError, ConfigError  # noqa: E402
 from qnet.export.hls import register_hls_handler, to_hls4ml  # noqa: E402
 from qnet.hw.fixed import FixedType, Overflow, Rounding  # noqa: E402
 from qnet.hw.graph import AvgPool, Conv, Dense, HwGraph, ReLU  # noqa: E402
@@ -190,3 +190,59 @@ def test_avgpool_csim_matches_simulator(tmp_path) -> None:
     mean = sim["relu1"].reshape(500, 4, 6, 2, 6, 2).mean(axis=(3, 5))
     assert np.any(mean != sim["avg2"])
     assert np.abs(mean - sim["avg2"]).max() <= a_t.step / 2
+
+
+def _parse_axi_log(path, step: float) -> np.ndarray:
+    """hls4ml's wrapper test bench prints ``{ data: v, last: b }`` (6 significant digits):
+    snap back to the output grid (the print error is far below half a step)."""
+    values = np.array(
+        [float(v) for v in re.findall(r"data:\s*([-+0-9.eE]+)", path.read_text())], dtype=np.float64
+    )
+    return np.round(values / step) * step
+
+
+@pytest.mark.csim
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed for hls4ml C simulation")
+def test_lstmnet_pynq_z2_csim_and_axi_wrapper_match_simulator(tmp_path) -> None:
+    """LSTMNet on the VivadoAccelerator backend: the AXI wrapper carries the graph's types,
+    builds (compile() builds qnet_axi.cpp too), and hls4ml's wrapper test bench (AXI structs,
+    T_in/T_out casts) and the C simulation both equal the simulator on 200 sequences."""
+    import subprocess
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    import qnet
+    from qnet.models import build_model
+    from qnet.models.config import ModelConfig
+
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(kind="lstm", in_shape=(8, 8), num_classes=10, hidden=(32,))
+    ).eval()
+    graph = qnet.lower(model, torch.zeros(1, 8, 8))
+    x = np.random.default_rng(4).uniform(-0.3, 1.3, size=(200, 8, 8))
+    prj = tmp_path / "prj"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export = to_hls4ml(graph, board="pynq-z2", output_dir=prj, tb_input=x)
+        export.compile()
+    assert _axi_types(prj) == {
+        "T_in": graph.input_type.ap_str(),
+        "T_out": graph.output_type.ap_str(),
+    }
+    sim = simulate(graph, x)
+    hls = export.predict(x)
+    np.testing.assert_array_equal(hls, sim)
+    assert np.unique(sim).size > 20
+
+    build = subprocess.run(
+        ["g++", "-O1", "-std=c++11", "-Ifirmware/ap_types", "-Ifirmware",
+         '-DWEIGHTS_DIR="firmware/weights"', "qnet_test.cpp", "firmware/qnet.cpp",
+         "firmware/qnet_axi.cpp", "-o", "axi_tb"],
+        cwd=prj, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run(["./axi_tb"], cwd=prj, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    axi = _parse_axi_log(prj / "tb_data" / "csim_results.log", graph.output_type.step)
+    np.testing.assert_array_equal(axi.reshape(200, -1), sim.reshape(200, -1))
