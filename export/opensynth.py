@@ -313,6 +313,8 @@ def _step_yosys(ctx: _Ctx, meta: dict[str, Any], files: list[Path]) -> dict[str,
     n_out_bits = int(meta["n_outputs"]) * _width(meta["output_type"])
     harness = ctx.work / "qnet_harness.v"
     _atomic_text(harness, _harness(meta["top"], n_in_bits, n_out_bits, int(meta["latency"]) > 0))
+    for mem in (Path(files[0]).parents[1] / "memfiles").glob("*.mem") if files else ():
+        shutil.copy(mem, ctx.work / mem.name)  # table ROMs: $readmemh reads from yosys' cwd
     reads = "\n".join(f"read_verilog -defer {p}" for p in files)
     netlist = "design.json" if kind in _LATTICE_FAMILIES else "design_xilinx.json"
     script = f"""{reads}

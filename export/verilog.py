@@ -29,6 +29,7 @@ Layout of the output directory (a da4ml project)::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,16 +94,7 @@ def register_tracer(kind: str) -> Callable[[TraceFn], TraceFn]:
 
 
 #: Why a layer kind cannot go through da4ml (shown in UnsupportedLayerError).
-_UNSUPPORTED_REASONS = {
-    "lstm": (
-        "the LSTM tracer is not implemented. da4ml could express it only fully unrolled: its "
-        "traced programs are feed-forward (no state, no feedback), so every one of the sequence's "
-        "time steps would become its own copy of the cell (input and recurrent constant-matrix "
-        "products, four table lookups for the exact sigmoid/tanh tables, and the variable x "
-        "variable products f*c, i*g and o*tanh(c), which da4ml builds as generic multipliers); "
-        "use the hls4ml path for LSTM models"
-    ),
-}
+_UNSUPPORTED_REASONS = {}
 
 
 # ------------------------------------------------------------------------------ da4ml imports
@@ -477,6 +469,65 @@ def _trace_multithreshold(
     return out
 
 
+def _lookup(v: Any, table_values: np.ndarray, in_type: FixedType) -> Any:
+    """Exact table lookup: ``table_values[m - in_type.int_min]`` for ``v``'s mantissa ``m``."""
+    if _is_const(v):
+        m = int(round(math.ldexp(float(v.low), in_type.frac)))
+        return _const(float(table_values[m - in_type.int_min]), v.hwconf)
+    return v.lookup(table_values, original_qint=(in_type.min, in_type.max, in_type.step))
+
+
+@register_tracer("lstm")
+def _trace_lstm(
+    layer: Any, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
+    """The recurrence unrolled over the sequence: one copy of the cell per time step.
+
+    Gate pre-activations are constant-matrix products (shift-add), the sigmoid/tanh are the
+    layer's exact tables (ROMs indexed by every mantissa of the gate/cell type), and the
+    products f*c, i*g, o*tanh(c) are variable x variable multipliers.
+    """
+    x = xs[0]
+    hwconf = x.ravel()[0].hwconf
+    steps = x.shape[0]
+    hid = layer.hidden_size
+    in_step = [t.step for t in layer.input_weight_types]
+    h_step = [t.step for t in layer.hidden_weight_types]
+    gate_tables = [layer.act_types[k].from_int(layer.gate_tables[k]) for k in range(4)]
+    tanh_table = layer.tanh_type.from_int(layer.tanh_table)
+    zero = _const(0.0, hwconf)
+    h = np.full(hid, zero, dtype=object)
+    c = np.full(hid, zero, dtype=object)
+    outputs = []
+    for t in range(steps):
+        acts = []
+        for k in range(4):
+            acc = _scale(
+                _const_matmul(x[t].reshape(1, -1), layer.input_weight[k].T.copy(), hwconf)[0],
+                in_step[k],
+            )
+            if any(not _is_const(v) or float(v.low) != 0.0 for v in h):
+                rec = _const_matmul(h.reshape(1, -1), layer.hidden_weight[k].T.copy(), hwconf)[0]
+                acc = acc + _scale(rec, h_step[k])
+            if layer.bias is not None:
+                acc = acc + layer.bias_types[k].from_int(layer.bias[k])
+            pre = cast_array(cast_array(acc, layer.acc_types[k]), layer.gate_types[k])
+            acts.append(
+                np.array(
+                    [_lookup(v, gate_tables[k], layer.gate_types[k]) for v in pre], dtype=object
+                )
+            )
+        act_i, act_f, act_g, act_o = acts
+        cell_t = layer.cell_type
+        fc = cast_array(act_f * c, cell_t)
+        ig = cast_array(act_i * act_g, cell_t)
+        c = cast_array(fc + ig, cell_t)
+        tanh_c = np.array([_lookup(v, tanh_table, cell_t) for v in c], dtype=object)
+        h = cast_array(act_o * tanh_c, layer.out_type)
+        outputs.append(h)
+    return np.stack(outputs) if layer.return_sequences else h
+
+
 # ------------------------------------------------------------------------------ trace driver
 def _trace_graph(
     graph: HwGraph, upto: str | None = None, all_values: dict[str, np.ndarray] | None = None
@@ -804,6 +855,16 @@ def to_verilog(
 
 
 # ------------------------------------------------------------------------------ RTL simulation
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 class RtlModel:
     """A Verilator-compiled RTL model of a :func:`to_verilog` project."""
 
@@ -830,12 +891,14 @@ class RtlModel:
         inp = np.ascontiguousarray(x.ravel().astype(np.int32))
         out = np.zeros(n * p.n_outputs, dtype=np.int32)
         if n:
-            self._lib.inference(
-                inp.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                ctypes.c_size_t(n),
-                ctypes.c_size_t(1),
-            )
+            # table ROMs ($readmemh) load their .mem files from the working directory
+            with _working_dir(self.project.path / "src" / "memfiles"):
+                self._lib.inference(
+                    inp.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                    out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                    ctypes.c_size_t(n),
+                    ctypes.c_size_t(1),
+                )
         ot = p.output_type
         bits = out.astype(np.int64) & ((1 << ot.width) - 1)
         if ot.signed:

@@ -189,6 +189,7 @@ def test_mlp_rtl_equals_simulator(rtl_cache):
     assert (simulate(graph, x, trace=True)["relu0"] == act_type(4).max).any()
 
 
+@pytest.mark.slow  # the lowered zoo ConvNet2d below covers the same layers in CI
 @needs_verilator
 def test_convnet2d_rtl_equals_simulator(rtl_cache):
     graph = make_convnet(2, 4, seed=1, size=8, ch=(2, 4))
@@ -222,30 +223,44 @@ def test_pipelined_rtl_equals_simulator(rtl_cache):
 
 
 # ------------------------------------------------------------------------------ errors
-def test_unsupported_layer_names_layer_and_reason(tmp_path):
-    from qnet.export.verilog import to_verilog
-    from qnet.hw.lstm import LSTM
+def _lstm_graph(seed: int, return_sequences: bool, steps: int = 4) -> HwGraph:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "hw"))
+    from test_lstm import RC, SAT, _random_layer
 
-    t8 = FixedType(8, 3)
-    types4 = (FixedType(4, 1),) * 4
-    lstm = LSTM(
-        "rnn",
-        ("inp",),
-        (2,),
-        t8,
-        input_weight=np.zeros((4, 2, 3), np.int64),
-        hidden_weight=np.zeros((4, 2, 2), np.int64),
-        input_weight_types=types4,
-        hidden_weight_types=types4,
-        acc_types=(FixedType(16, 8),) * 4,
-        gate_types=(t8,) * 4,
-        act_types=(FixedType(8, 1),) * 4,
-        gate_tables=np.zeros((4, 256), np.int64),
-        tanh_table=np.zeros(256, np.int64),
+    rng = np.random.default_rng(seed)
+    layer = _random_layer(rng, return_sequences, steps)
+    in_t = FixedType(5, 1, True, RC, SAT)
+    return HwGraph((Input("x", (), (steps, 3), in_t), layer))
+
+
+def test_lstm_unrolled_in_traced_logic():
+    """The LSTM (tables for sigmoid/tanh, variable products) traced step by step."""
+    from qnet.export.verilog import trace_predict
+
+    for seed, return_sequences in ((0, False), (1, True)):
+        graph = _lstm_graph(seed, return_sequences)
+        x = np.random.default_rng(seed).uniform(-1.3, 1.3, size=(1500, 4, 3))
+        assert np.array_equal(trace_predict(graph, x), simulate(graph, x))
+
+
+@needs_verilator
+def test_lstm_rtl_equals_simulator(rtl_cache):
+    graph = _lstm_graph(2, True, steps=3)
+    model = rtl_cache("lstm", graph)
+    x = np.concatenate(
+        [np.random.default_rng(3).uniform(-1.3, 1.3, size=(1000, 3, 3)), corner_inputs(graph)]
     )
-    graph = HwGraph((Input("inp", (), (5, 3), FixedType(8, 1)), lstm))
-    with pytest.raises(UnsupportedLayerError, match=r"'rnn'.*unrolled"):
-        to_verilog(graph, tmp_path / "v")
+    _check_exact(model, graph, x)
+
+
+def test_layer_kind_without_tracer_is_refused(tmp_path, monkeypatch):
+    from qnet.export import verilog
+
+    monkeypatch.delitem(verilog.TRACERS, "maxpool")
+    graph = make_convnet(2, 2, ch=(1, 1))
+    with pytest.raises(UnsupportedLayerError, match=r"'pool1' \(maxpool.*Supported kinds"):
+        verilog.to_verilog(graph, tmp_path / "v")
+    assert not (tmp_path / "v").exists()
 
 
 def test_existing_output_is_refused_without_force(tmp_path):
