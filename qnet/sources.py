@@ -123,8 +123,11 @@ def load_graph(spec: str | Path) -> Any:
             return HwGraph.load(path / "hwgraph.npz")
         if path.suffix == ".npz":
             return HwGraph.load(path)
+    if not is_user_model_spec(spec):
+        from qnet.lower import lower_checkpoint
+
+        return lower_checkpoint(_checkpoint_path(path))
     source = load_model(spec)
     from qnet.lower import lower
 
-    graph = lower(source.model, source.example_input)
-    return graph
+    return lower(source.model, source.example_input)

@@ -12,32 +12,22 @@ from qnet.cli._app import app, console
 
 
 def _load_graph(source: Path) -> tuple[Any, dict[str, Any]]:
-    """An HwGraph from a checkpoint, an ``.npz`` graph, or an export project directory."""
-    from qnet.errors import FormatError
-    from qnet.hw.graph import HwGraph
+    """An HwGraph (see :func:`qnet.sources.load_graph`) and, for an export project, its
+    export options (board, io_type, reuse_factor, strategy) as defaults."""
+    from qnet.sources import load_graph
 
-    if source.is_dir():
-        if (source / "hwgraph.npz").is_file():
-            from qnet.export.synth import read_export_info
+    info: dict[str, Any] = {}
+    if source.is_dir() and (source / "qnet_export.json").is_file():
+        from qnet.export.synth import read_export_info
 
-            info: dict[str, Any] = {}
-            if (source / "qnet_export.json").is_file():
-                meta = read_export_info(source)
-                info = {
-                    "board": meta.board,
-                    "io_type": meta.io_type,
-                    "reuse_factor": meta.reuse_factor,
-                    "strategy": meta.strategy,
-                }
-            return HwGraph.load(source / "hwgraph.npz"), info
-        raise FormatError(
-            f"{source}: a directory without hwgraph.npz (not a 'qnet export' project)"
-        )
-    if source.suffix == ".npz":
-        return HwGraph.load(source), {}
-    from qnet.lower import lower_checkpoint
-
-    return lower_checkpoint(source), {}
+        meta = read_export_info(source)
+        info = {
+            "board": meta.board,
+            "io_type": meta.io_type,
+            "reuse_factor": meta.reuse_factor,
+            "strategy": meta.strategy,
+        }
+    return load_graph(source), info
 
 
 def _estimate_table(
@@ -126,7 +116,7 @@ def _estimate_table(
 @app.command("estimate")
 def estimate_command(
     source: Path = typer.Argument(
-        ..., help="Checkpoint, HwGraph .npz, or 'qnet export' project dir."
+        ..., help="Checkpoint, HwGraph .npz, 'qnet export' project dir, or file.py:function."
     ),
     board: str = typer.Option(None, "--board", help="Board name or board .toml (project default)."),
     io_type: str = typer.Option(None, "--io-type", help="io_parallel or io_stream."),

@@ -9,26 +9,22 @@ import typer
 from qnet.cli._app import app, console
 
 
-def _load_graph(path: Path):  # noqa: ANN202 - HwGraph, imported lazily
-    from qnet.hw.graph import HwGraph
-
-    if path.suffix == ".npz":
-        return HwGraph.load(path)
-    from qnet.lower import lower_checkpoint
-
-    return lower_checkpoint(path)
-
-
 @app.command("inspect")
 def inspect_command(
-    path: Path = typer.Argument(..., help="A checkpoint (.ckpt) or a saved HwGraph (.npz)."),
+    path: str = typer.Argument(
+        ...,
+        help="A checkpoint (.ckpt or run folder), a saved HwGraph (.npz), an export project "
+        "folder, or your own Brevitas model as file.py:function.",
+    ),
 ) -> None:
     """Print the per-layer table of the hardware graph: shapes and exact fixed-point types."""
     from rich.table import Table
 
-    graph = _load_graph(path)
+    from qnet.sources import load_graph
+
+    graph = load_graph(path)
     rows = graph.summary_rows()
-    table = Table(title=f"HwGraph of {path.name}")
+    table = Table(title=f"HwGraph of {path}")
     for col in rows[0]:
         table.add_column(col)
     for row in rows:
