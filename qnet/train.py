@@ -41,7 +41,6 @@ CHECKPOINT_NAME = "model.ckpt"
 NUM_THREADS = 2
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("cosine", "step")
-_NOISE_STD = 0.03
 
 
 class TrainingInterrupted(QnetError):
@@ -69,6 +68,16 @@ class TrainConfig:
         L2 on conv/linear weights only (not biases, BatchNorm or quantiser scales).
     augment : bool or None
         Random +/-1 pixel shifts and small noise; None = on for digits images (convnet2d).
+    shift_prob : float
+        Fraction of the augmented samples that are shifted (by -1, 0 or +1 pixel in each
+        direction); the others keep their position. 8x8 digits fill their frame, so shifting
+        every sample cuts strokes off too often (measured: 8-bit ConvNet2d 97.2 % at 1.0,
+        99.4 % at 0.5).
+    noise_std : float
+        Standard deviation of the Gaussian noise added to augmented images (then clipped to
+        [0, 1]).
+    label_smoothing : float
+        Cross-entropy label smoothing in [0, 1).
     seed : int
     """
 
@@ -80,6 +89,9 @@ class TrainConfig:
     schedule: str = "cosine"
     weight_decay: float = 1e-4
     augment: bool | None = None
+    shift_prob: float = 0.5
+    noise_std: float = 0.03
+    label_smoothing: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,6 +117,16 @@ class TrainConfig:
             raise ConfigError(f"batch-size must be a positive integer, got {self.batch_size!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight-decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("shift_prob", "noise_std"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {value!r}")
+        if self.shift_prob > 1:
+            raise ConfigError(f"shift-prob must be in [0, 1], got {self.shift_prob!r}")
+        if not (
+            isinstance(self.label_smoothing, int | float) and 0.0 <= self.label_smoothing < 1.0
+        ):
+            raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
 
@@ -126,7 +148,17 @@ def default_model_config(
     in_bits: int = 8,
     **overrides: Any,
 ) -> ModelConfig:
-    """The zoo's default architecture of ``kind`` for ``dataset`` (LSTM: hidden 32)."""
+    """The zoo's default architecture of ``kind`` for ``dataset``.
+
+    Defaults per kind and bit width (any field can be overridden):
+
+    - convnets: channels (16, 32), hidden (64,); with 2-bit weights or activations channels
+      (32, 64), hidden (128,) (measured on digits, 30 epochs: 2-bit (16, 32)/64 reaches ~92 %,
+      (32, 64)/128 ~98 %; accumulators stay far below 2**24 lsb);
+    - lstm: hidden 32, dropout 0.2 before the classifier (measured on digits-rows, seeds 0-2:
+      without dropout 94.4 % at seed 0, with it 96.1-97.8 %; hidden 48 gains only ~0.3 %);
+    - mlp: hidden (64,).
+    """
     values: dict[str, Any] = {
         "kind": kind,
         "in_shape": dataset.in_shape,
@@ -135,9 +167,11 @@ def default_model_config(
         "a_bits": a_bits,
         "in_bits": in_bits,
     }
+    if kind in ("convnet2d", "convnet1d") and min(w_bits, a_bits) <= 2:
+        values["channels"] = (32, 64)
+        values["hidden"] = (128,)
     if kind == "lstm":
         values["hidden"] = (32,)
-        values["dropout"] = 0.0
     values.update(overrides)
     return ModelConfig(**values)
 
@@ -166,6 +200,7 @@ def train(
     resume: bool = False,
     force: bool = False,
     quiet: bool = False,
+    num_threads: int = NUM_THREADS,
 ) -> TrainResult:
     """Train ``model_config`` on ``dataset`` and write checkpoint, metrics and curves.
 
@@ -183,6 +218,9 @@ def train(
         Overwrite an existing non-empty ``out_dir``.
     quiet : bool
         No progress output.
+    num_threads : int
+        Torch threads while training. Results are bit-identical for a given seed and thread
+        count; on a loaded machine 1 thread is much faster than 2 (spinning threads).
 
     Returns
     -------
@@ -194,6 +232,8 @@ def train(
     """
     import torch
 
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     if model_config.in_shape != dataset.in_shape:
@@ -224,7 +264,7 @@ def train(
 
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(NUM_THREADS)
+    torch.set_num_threads(num_threads)
     torch.use_deterministic_algorithms(True)
     try:
         with warnings.catch_warnings():
@@ -268,8 +308,14 @@ def _make_optimizer(model: Any, cfg: TrainConfig) -> Any:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
-def _augment(x: Any, generator: Any, hw: tuple[int, int]) -> Any:
-    """Random shifts of -1, 0, +1 pixels in each direction (zero fill) plus Gaussian noise."""
+def _augment(
+    x: Any, generator: Any, hw: tuple[int, int], shift_prob: float, noise_std: float
+) -> Any:
+    """Random shifts of -1, 0, +1 pixels in each direction (zero fill) plus Gaussian noise.
+
+    A fraction ``shift_prob`` of the samples (drawn per sample) is shifted; every sample gets
+    the noise.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -278,11 +324,14 @@ def _augment(x: Any, generator: Any, hw: tuple[int, int]) -> Any:
     padded = F.pad(x, (1, 1, 1, 1))
     dy = torch.randint(0, 3, (n,), generator=generator)
     dx = torch.randint(0, 3, (n,), generator=generator)
+    still = torch.rand(n, generator=generator) >= shift_prob
+    dy[still] = 1
+    dx[still] = 1
     rows = dy[:, None] + torch.arange(h)[None, :]  # (n, h)
     cols = dx[:, None] + torch.arange(w)[None, :]  # (n, w)
     batch = torch.arange(n)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    noise = torch.randn(out.shape, generator=generator) * _NOISE_STD
+    noise = torch.randn(out.shape, generator=generator) * noise_std
     return (out + noise).clamp_(0.0, 1.0).contiguous()
 
 
@@ -392,10 +441,16 @@ def _train(
                 idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 xb, yb = x_train[idx], y_train[idx]
                 if augment:
-                    xb = _augment(xb, generator, dataset.image_hw)  # type: ignore[arg-type]
+                    xb = _augment(
+                        xb,
+                        generator,
+                        dataset.image_hw,  # type: ignore[arg-type]
+                        cfg.shift_prob,
+                        cfg.noise_std,
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
                 loss.backward()
                 optimizer.step()
                 total_loss += float(loss.detach()) * len(idx)
