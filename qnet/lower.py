@@ -161,7 +161,7 @@ class Call:
 
     @property
     def source(self) -> str:
-        return f"{self.path}: {self.class_name}"
+        return f"module '{self.path}' ({self.class_name})"
 
 
 #: Handler signature: (context, call) -> TensorRef of the call's output, or None (identity).
@@ -428,7 +428,7 @@ def _scale_frac(call: Call, scale: Any, what: str, per_channel_ok: bool = False)
     for v in s:
         if not np.isfinite(v) or not _is_pow2(float(v)):
             raise UnsupportedLayerError(
-                f"{call.source}: {what} has scale {v!r}, not a power of two; accepted: power-of-two "
+                f"{call.source}: {what} has scale {float(v)!r}, not a power of two; accepted: power-of-two "
                 "scales (Brevitas *FixedPoint quantisers, restrict_scaling_type=POWER_OF_TWO)"
             )
         fracs.append(-(math.frexp(float(v))[1] - 1))

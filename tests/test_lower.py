@@ -47,38 +47,38 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
         (
             lambda: torch.nn.Sequential(_inp(), torch.nn.Tanh()),
             (4,),
-            ["1: Tanh", "accepted", "QuantLinear"],
+            ["module '1' (Tanh)", "accepted", "QuantLinear"],
         ),
         (
             lambda: torch.nn.Sequential(
                 _inp(), qnn.QuantConv2d(1, 2, 3, groups=1, dilation=2, weight_quant=W4, bias=False)
             ),
             (1, 8, 8),
-            ["1: QuantConv2d", "dilation", "groups=1"],
+            ["module '1' (QuantConv2d)", "dilation", "groups=1"],
         ),
         (
             lambda: torch.nn.Sequential(
                 _inp(), qnn.QuantConv2d(2, 2, 3, groups=2, weight_quant=W4, bias=False)
             ),
             (2, 8, 8),
-            ["1: QuantConv2d", "groups=2"],
+            ["module '1' (QuantConv2d)", "groups=2"],
         ),
         (
             lambda: torch.nn.Sequential(_inp(), _float_scale_act()),
             (4,),
-            ["1: QuantIdentity", "not a power of two", "power-of-two"],
+            ["module '1' (QuantIdentity)", "not a power of two", "power-of-two"],
         ),
         (
             lambda: torch.nn.Sequential(qnn.QuantLinear(4, 2, bias=False, weight_quant=W4)),
             (4,),
-            ["0: QuantLinear", "unquantised model input", "QuantIdentity"],
+            ["module '0' (QuantLinear)", "unquantised model input", "QuantIdentity"],
         ),
         (
             lambda: torch.nn.Sequential(
                 _inp(), qnn.QuantLinear(4, 3, bias=True, weight_quant=W4, bias_quant=None)
             ),
             (4,),
-            ["1: QuantLinear", "bias", "Int16Bias"],
+            ["module '1' (QuantLinear)", "bias", "Int16Bias"],
         ),
         (
             lambda: torch.nn.Sequential(
@@ -88,7 +88,7 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
                 qnn.QuantLinear(3, 2, bias=False, weight_quant=W4),
             ),
             (4,),
-            ["3: QuantLinear", "BatchNorm1d", "QuantReLU"],
+            ["module '3' (QuantLinear)", "BatchNorm1d", "QuantReLU"],
         ),
     ],
     ids=[
@@ -120,7 +120,7 @@ def test_unsupported_functional_op_is_reported_when_consumed() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(self.q(x) * 2)
 
-    with pytest.raises(UnsupportedLayerError, match=r"fc: QuantLinear.*mul"):
+    with pytest.raises(UnsupportedLayerError, match=r"module 'fc' \(QuantLinear\).*mul"):
         _lower(Net(), (4,))
 
 
