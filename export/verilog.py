@@ -277,17 +277,37 @@ def _window_index(
 def _const_matmul(x: np.ndarray, weight: np.ndarray, hwconf: Any) -> np.ndarray:
     """``x @ weight`` for a (P, K) object array of variables and an integer (K, M) matrix.
 
-    Rows with identical variables share one CMVM solution (da4ml solves the constant
-    matrix once per distinct input vector signature).
+    Each row is one constant-matrix-vector product, solved by da4ml's CMVM solver exactly as
+    ``FixedVariableArray.__matmul__`` does; a solution depends only on the matrix and the
+    rows' value intervals and latencies, so rows with the same signature (all interior
+    positions of a convolution) reuse one solution instead of solving again.
     """
-    from da4ml.trace import FixedVariableArray
+    from da4ml.cmvm import solve
+    from da4ml.types import QInterval
 
     if np.abs(weight).max(initial=0) >= 2**24:
         raise FormatError(
             "weights above 2**24 in magnitude are not exact in da4ml's float32 solver"
         )
-    arr = FixedVariableArray(x, hwconf=hwconf)
-    return (arr @ weight)._vars  # type: ignore[no-any-return]
+    mat = np.ascontiguousarray(weight.astype(np.float32))
+    cache: dict[tuple[Any, ...], Any] = {}
+    rows = []
+    for row in x:
+        qints = tuple(QInterval(float(v.low), float(v.high), float(v.step)) for v in row)
+        lats = tuple(float(v.latency) for v in row)
+        key = (qints, lats)
+        sol = cache.get(key)
+        if sol is None:
+            sol = solve(
+                mat,
+                qintervals=list(qints),
+                latencies=list(lats),
+                adder_size=hwconf.adder_size,
+                carry_size=hwconf.carry_size,
+            )
+            cache[key] = sol
+        rows.append(np.asarray(sol(np.asarray(row, dtype=object))))
+    return np.stack(rows)
 
 
 def _scale(x: np.ndarray, factor: float) -> np.ndarray:
