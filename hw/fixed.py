@@ -307,9 +307,12 @@ class FixedType:
             arr = np.fmod(arr, np.ldexp(1.0, self.integer))
         else:
             # Anything past two lsbs beyond the range overflows whatever the rounding: clamp
-            # there so the scaling below cannot overflow float64.
-            lo = np.ldexp(float(self.int_min - 2), -frac)
-            hi = np.ldexp(float(self.int_max + 2), -frac)
+            # there so the scaling below cannot overflow float64. Past 52 bits float64 cannot
+            # hold int_min - 2 exactly (it would round back into the range), so the margin
+            # grows to two float64 spacings at that magnitude.
+            margin = 1 << max(1, self.width - 51)
+            lo = np.ldexp(float(self.int_min - margin), -frac)
+            hi = np.ldexp(float(self.int_max + margin), -frac)
             arr = np.clip(arr, lo, hi)
         scaled = np.ldexp(arr, frac)
         # ldexp loses bits only when the result underflows into subnormals (tiny |x| with a

@@ -316,4 +316,4 @@ def test_keyboard_interrupt_then_resume(work: Path) -> None:
     import json
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 40
+    assert metrics["epochs"] == 15
