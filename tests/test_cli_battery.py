@@ -120,7 +120,16 @@ def test_checkpoint_of_another_kind(mlp_run: Path) -> None:
     # resuming an MLP run as a ConvNet2d: the command needs a convnet2d checkpoint
     before = tree_digest(mlp_run)
     result = run(
-        "train", "--model", "convnet2d", "--data", "digits", "--epochs", "2", "--out", mlp_run, "--resume"
+        "train",
+        "--model",
+        "convnet2d",
+        "--data",
+        "digits",
+        "--epochs",
+        "2",
+        "--out",
+        mlp_run,
+        "--resume",
     )
     assert_refused(result, "mlp", "convnet2d")
     assert tree_digest(mlp_run) == before

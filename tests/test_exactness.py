@@ -92,7 +92,7 @@ def quick_train(
     y = torch.randint(0, classes, (256,), generator=gen)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     model.train()
-    for step in range(steps):
+    for _step in range(steps):
         idx = torch.randint(0, 256, (64,), generator=gen)
         loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad()

@@ -166,8 +166,6 @@ def synth_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Less output."),
 ) -> None:
     """Run synthesis on an exported project, step by step (resumable), and compare with the estimate."""
-    import importlib
-    import importlib.util
 
     from qnet.errors import ConfigError
     from qnet.export.synth import read_export_info, synthesize
@@ -182,15 +180,11 @@ def synth_command(
         graph, board, io_type=info.io_type, reuse_factor=info.reuse_factor, strategy=info.strategy
     )
     if flow == "open":
-        if importlib.util.find_spec("qnet.export.opensynth") is None:
-            raise ConfigError(
-                "--flow open needs qnet.export.opensynth (the open-tool RTL flow), which is not "
-                "installed in this qnet yet; use the vendor flow or update qnet"
-            )
-        opensynth = importlib.import_module("qnet.export.opensynth")
-        res = opensynth.run_open_flow(project, board, force=force, quiet=quiet)
+        from qnet.export.opensynth import run_open_flow
+
+        res = run_open_flow(project, board, force=force, quiet=quiet)
         for name, seconds in res.steps:
-            console.print(f"[{name}] {seconds:.1f} s")
+            console.print(f"step {name}: {seconds:.1f} s", markup=False)
         if res.fmax_mhz is not None:
             console.print(f"fmax {res.fmax_mhz:.1f} MHz")
         _estimate_table(est, dict(res.resources), "open synth")
