@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from qnet.errors import BoardError, FormatError, QnetError, ToolNotFoundError
+from qnet.hw.atomic import atomic_write
 
 __all__ = [
     "OpenSynthReport",
@@ -209,9 +210,7 @@ def _optional_tool(*names: str) -> str | None:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def _run(cmd: list[str], cwd: Path, log: Path, step: str) -> str:

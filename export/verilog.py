@@ -37,7 +37,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,6 +53,7 @@ from qnet.errors import (
     ToolNotFoundError,
     UnsupportedLayerError,
 )
+from qnet.hw.atomic import atomic_dir, atomic_write
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import HwGraph, Layer, _ensure_kinds_loaded
 
@@ -753,16 +753,6 @@ def _prepare_output_dir(output_dir: Path, force: bool) -> None:
             )
 
 
-def _atomic_replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def to_verilog(
     graph: HwGraph,
     output_dir: str | os.PathLike[str],
@@ -827,9 +817,7 @@ def to_verilog(
         critical = float(max(comb.latency))  # (min, max) over the outputs, in adder delays
         cutoff = max(critical / pipeline_stages, 1.0) if critical > 0 else -1.0
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_dir(output_dir) as tmp:
         model = VerilogModel(comb, f"{module}", tmp, latency_cutoff=cutoff, print_latency=False)
         model.write()
         pipelined = model._pipe is not None
@@ -867,10 +855,6 @@ def to_verilog(
             "da4ml_ops": len(comb.ops),
         }
         (tmp / "qnet_rtl.json").write_text(json.dumps(meta, indent=2))
-        _atomic_replace_dir(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output_dir
 
 
@@ -1104,9 +1088,7 @@ def write_rtl_project(
             "reuse_factor": 1,
             "strategy": "Latency",
         }
-        tmp_info = info.with_name(f".{info.name}.tmp")
-        tmp_info.write_text(json.dumps({**fields, "written_by": "qnet rtl"}, indent=2))
-        os.replace(tmp_info, info)
+        atomic_write(info, json.dumps({**fields, "written_by": "qnet rtl"}, indent=2))
     project = VerilogProject.load(vdir)
     return RtlProjectSummary(
         project=out,

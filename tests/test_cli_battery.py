@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -282,6 +283,7 @@ def test_user_model_with_non_power_of_two_scale(user_models: Path) -> None:
 # ------------------------------------------------------------------------------ interrupt
 def test_keyboard_interrupt_then_resume(work: Path) -> None:
     out = work / "interrupted"
+    # far more epochs than it can finish before the interrupt; the resumed run stops 2 later
     args = [
         *QNET,
         "train",
@@ -290,7 +292,7 @@ def test_keyboard_interrupt_then_resume(work: Path) -> None:
         "--data",
         "digits",
         "--epochs",
-        "40",
+        "500",
         "--out",
         str(out),
         "--quiet",
@@ -302,12 +304,16 @@ def test_keyboard_interrupt_then_resume(work: Path) -> None:
         time.sleep(0.2)
     assert ckpt.exists(), "no checkpoint was written before the deadline"
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "training was not interrupted"
     assert "Traceback" not in stderr, stderr
+    match = re.search(r"holds epoch (\d+)", stderr)
+    assert match, f"the message does not say which epoch the checkpoint holds:\n{stderr}"
+    done = int(match.group(1))
     no_temp_files(out)
     # the checkpoint left behind is complete: evaluate loads it
     assert run("evaluate", ckpt, "--data", "digits").returncode == 0
+    target = str(done + 2)
     resumed = run(
         "train",
         "--model",
@@ -315,7 +321,7 @@ def test_keyboard_interrupt_then_resume(work: Path) -> None:
         "--data",
         "digits",
         "--epochs",
-        "40",
+        target,
         "--out",
         out,
         "--resume",
@@ -325,4 +331,4 @@ def test_keyboard_interrupt_then_resume(work: Path) -> None:
     import json
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 15
+    assert metrics["epochs"] == done + 2
