@@ -79,19 +79,29 @@ def _abs_max(a: np.ndarray) -> int:
     return int(np.abs(a).max()) if a.size else 0
 
 
-def matmul_exact(x: np.ndarray, w_t: np.ndarray, x_absmax: int | None = None) -> np.ndarray:
-    """Exact ``x @ w_t`` for int64 ``x`` (..., K) and ``w_t`` (K, M); float64 BLAS when provably exact."""
-    x_absmax = _abs_max(x) if x_absmax is None else x_absmax
-    bound = x_absmax * (int(np.abs(w_t).sum(axis=0).max()) if w_t.size else 0)
+def _exact_dtype(bound: int) -> type[np.generic]:
+    """Cheapest dtype in which integer sums bounded by ``bound`` are exact (see module doc)."""
     if bound < FLOAT32_EXACT_LIMIT:  # float32 integers are exact below 2**24: faster BLAS
-        return (x.astype(np.float32) @ w_t.astype(np.float32)).astype(np.int64)
+        return np.float32
     if bound < FLOAT_EXACT_LIMIT:
-        return (x.astype(np.float64) @ w_t.astype(np.float64)).astype(np.int64)
+        return np.float64
     if bound < _INT_LIMIT:
-        return x @ w_t
+        return np.int64
     raise FormatError(
         f"accumulator bound {bound} exceeds int64; the layer is too wide to simulate exactly"
     )
+
+
+def _bound(x_absmax: int, w_t: np.ndarray) -> int:
+    return x_absmax * (int(np.abs(w_t).sum(axis=0).max()) if w_t.size else 0)
+
+
+def matmul_exact(x: np.ndarray, w_t: np.ndarray, x_absmax: int | None = None) -> np.ndarray:
+    """Exact ``x @ w_t`` for integer ``x`` (..., K) and ``w_t`` (K, M), as int64; float BLAS
+    whenever the accumulator bound proves it exact."""
+    x_absmax = _abs_max(x) if x_absmax is None else x_absmax
+    dtype = _exact_dtype(_bound(x_absmax, w_t))
+    return (x.astype(dtype, copy=False) @ w_t.astype(dtype)).astype(np.int64)
 
 
 def _shift_left(m: np.ndarray, shift: int, what: str) -> np.ndarray:
@@ -178,21 +188,22 @@ def _sim_dense(
 def _sim_conv(
     layer: Conv, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
 ) -> np.ndarray:
-    x = xs[0]
+    w2 = layer.weight.reshape(layer.weight.shape[0], -1)
+    # Convert once, before im2col, so the window copy is made in the (exact) BLAS dtype.
+    dtype = _exact_dtype(_bound(_abs_max(xs[0]), w2.T))
+    x = xs[0].astype(dtype, copy=False)
     dims = layer.dims
     pad = [(0, 0), (0, 0)] + [(p, p) for p in layer.padding]
     if any(layer.padding):
         x = np.pad(x, pad)
     win = _windows(x, layer.kernel, layer.stride)  # (N, C, *out, *k)
-    n, c = win.shape[:2]
+    n = win.shape[0]
     out_sp = win.shape[2 : 2 + dims]
     # (N, *out, C, *k) -> (N * prod(out), C * prod(k))
     perm = (0, *range(2, 2 + dims), 1, *range(2 + dims, 2 + 2 * dims))
     cols = win.transpose(perm).reshape(n * int(np.prod(out_sp)), -1)
-    w2 = layer.weight.reshape(layer.weight.shape[0], -1)
-    products = matmul_exact(cols, w2.T, _abs_max(xs[0]))
-    products = products.reshape(n, *out_sp, -1)
-    products = np.moveaxis(products, -1, 1)
+    products = (cols @ w2.T.astype(dtype)).astype(np.int64)
+    products = np.moveaxis(products.reshape(n, *out_sp, -1), -1, 1)
     return _accumulate(layer, products, types[0].frac + layer.weight_type.frac, channel_axis=1)
 
 
