@@ -97,10 +97,16 @@ __all__ = [
     "IO_TYPES",
     "STRATEGIES",
     "RESOURCE_KEYS",
+    "FLOWS",
+    "RTL_FAMILY_MODELS",
+    "RTL_FAMILY_OF",
+    "RtlFamilyModel",
+    "rtl_family_model",
 ]
 
 IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
+FLOWS = ("hls", "rtl")
 RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K", "URAM")
 
 # ---- model constants (fitted to J1/J2/C1 where stated; otherwise physical) ----------------
@@ -143,6 +149,7 @@ class LayerEstimate:
     latency_cycles: int = 0
     ii_cycles: int = 1
     note: str = ""
+    carry: int = 0
 
     def resources(self) -> dict[str, int]:
         """``{"LUT": .., "FF": .., "DSP": .., "BRAM_18K": .., "URAM": ..}``."""
@@ -182,6 +189,9 @@ class Estimate:
     available: dict[str, int] = field(default_factory=dict)
     utilisation: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    flow: str = "hls"
+    carry: int = 0
+    pipeline_stages: int = 0
 
     def resources(self) -> dict[str, int]:
         """Totals keyed ``LUT``, ``FF``, ``DSP``, ``BRAM_18K``, ``URAM``."""
@@ -602,6 +612,178 @@ def _avgpool(layer: Layer, ctx: _Ctx) -> LayerEstimate:
     return _pool(layer, ctx, 1.0)
 
 
+# ----------------------------------------------------------------------------- RTL flow
+@dataclass(frozen=True)
+class RtlFamilyModel:
+    """Per-family constants of the RTL-flow (da4ml shift-add) model, fitted to yosys 0.23.
+
+    ``lut_per_adder_bit`` and ``lut_per_logic_bit`` turn the counted adder bits and
+    cast/ReLU/max-pool bits into the family's LUTs; ``carry_per_adder_bit`` turns adder bits
+    into carry cells (CARRY4 = 4 bits, SB_CARRY = 1 bit, CCU2C = 2 bits, times the fraction
+    of adder bits yosys keeps on a chain).
+    """
+
+    name: str
+    lut_per_adder_bit: float
+    lut_per_logic_bit: float
+    carry_per_adder_bit: float
+
+
+#: Fitted to the yosys figures in the module docstring (tests/hw/test_estimate_rtl.py).
+RTL_FAMILY_MODELS: dict[str, RtlFamilyModel] = {
+    "xilinx": RtlFamilyModel("xilinx", 0.51, 0.70, 0.19),
+    "ice40": RtlFamilyModel("ice40", 0.92, 0.0, 0.61),
+    "ecp5": RtlFamilyModel("ecp5", 0.32, 0.0, 0.37),
+}
+#: board family -> RTL model
+RTL_FAMILY_OF: dict[str, str] = {
+    "zynq7000": "xilinx",
+    "artix7": "xilinx",
+    "kintex7": "xilinx",
+    "virtex7": "xilinx",
+    "zynquplus": "xilinx",
+    "kintexuplus": "xilinx",
+    "virtexuplus": "xilinx",
+    "ice40": "ice40",
+    "ecp5": "ecp5",
+}
+
+
+def rtl_family_model(family: str) -> RtlFamilyModel:
+    """The RTL-flow constants of a board family (ConfigError for a family without a model)."""
+    key = RTL_FAMILY_OF.get(family)
+    if key is None:
+        raise ConfigError(
+            f"the rtl flow has no model for board family {family!r}; known families: "
+            f"{', '.join(sorted(RTL_FAMILY_OF))}"
+        )
+    return RTL_FAMILY_MODELS[key]
+
+
+def _tap_masks(layer: Dense | Conv, in_shape: tuple[int, ...]) -> list[tuple[np.ndarray, int]]:
+    """Distinct (in-bounds tap mask over the im2col row, number of output positions).
+
+    Padding taps are constant zeros that da4ml drops, so border positions of a convolution
+    are cheaper than interior ones; positions with the same mask cost the same.
+    """
+    n_in = int(layer.weight.reshape(layer.weight.shape[0], -1).shape[1])
+    if not isinstance(layer, Conv):
+        return [(np.ones(n_in, dtype=bool), 1)]
+    kernel, pad, stride = layer.kernel, layer.padding, layer.stride
+    channels = int(layer.weight.shape[1])
+    per_dim = []
+    for d, k in enumerate(kernel):
+        rows = []
+        for pos in range(int(layer.out_shape[1 + d])):
+            idx = np.arange(k) + pos * stride[d] - pad[d]
+            rows.append(tuple(bool(v) for v in (idx >= 0) & (idx < in_shape[1 + d])))
+        per_dim.append(rows)
+    counts: dict[tuple[tuple[bool, ...], ...], int] = {}
+    for combo in np.ndindex(*[len(r) for r in per_dim]):
+        key = tuple(per_dim[d][i] for d, i in enumerate(combo))
+        counts[key] = counts.get(key, 0) + 1
+    out = []
+    for key, count in counts.items():
+        mask = np.ones((), dtype=bool)
+        for d, row in enumerate(key):
+            shape = [1] * len(kernel)
+            shape[d] = len(row)
+            mask = mask & np.asarray(row).reshape(shape)
+        out.append((np.broadcast_to(mask, (channels, *kernel)).reshape(-1).copy(), count))
+    return out
+
+
+def _rtl_mac_bits(layer: Dense | Conv, graph: HwGraph) -> tuple[int, float]:
+    """(adders, adder bits) of one constant matrix-vector product as da4ml builds it.
+
+    Per input, the distinct odd parts ``u > 1`` of its weights are built once and shared by
+    every output (``nz_csd(u) - 1`` adders of ``a + bit_length(u)`` bits); per output, the
+    ``terms`` nonzero products are summed by ``terms - 1`` adders of
+    ``min(acc_width, a + w_eff + ceil(log2 terms) / 2)`` bits (the average width of a
+    balanced tree whose lower levels are narrower).
+    """
+    src = graph[layer.inputs[0]]
+    a = src.out_type.width
+    w2 = layer.weight.reshape(layer.weight.shape[0], -1).astype(np.int64)
+    odd = _odd_part(w2)
+    eff = _bit_length(w2)
+    acc_w = layer.acc_type.width
+    adders, bits = 0, 0.0
+    for mask, count in _tap_masks(layer, tuple(src.out_shape)):
+        sub_odd, sub_eff = odd[:, mask], eff[:, mask]
+        for col in range(sub_odd.shape[1]):
+            u = np.unique(sub_odd[:, col])
+            u = u[u > 1]
+            if u.size:
+                c = _csd_nonzeros(u) - 1
+                adders += count * int(c.sum())
+                bits += count * float((c * (a + _bit_length(u))).sum())
+        terms = (sub_odd > 0).sum(axis=1)
+        n_acc = np.clip(terms - 1, 0, None)
+        growth = np.ceil(np.log2(np.maximum(terms, 1))) / 2
+        width = np.minimum(acc_w, a + sub_eff.max(axis=1, initial=0) + growth)
+        adders += count * int(n_acc.sum())
+        bits += count * float((n_acc * width).sum())
+    return adders, bits
+
+
+def _rtl_logic_bits(layer: Layer, graph: HwGraph) -> float:
+    """Comparator/mux/rounding bits of the non-MAC logic of one layer.
+
+    A dense/conv output cast (round + saturate) and a ReLU (sign test + cast) cost one unit
+    per output bit; a max-pool two per output bit per comparison (comparator + 2:1 mux); a
+    quantiser or an add one per output bit; threshold layers one per threshold per input bit.
+    """
+    n = int(np.prod(layer.out_shape))
+    bits = layer.out_type.width
+    if isinstance(layer, Dense | Conv) or layer.kind in ("relu", "quant", "add"):
+        return float(n * bits)
+    if isinstance(layer, MaxPool | AvgPool):
+        return float(n * (int(np.prod(layer.kernel)) - 1) * bits * 2)
+    if isinstance(layer, MultiThreshold):
+        return float(n * int(layer.thresholds.shape[1]) * graph.in_type(layer).width)
+    return 0.0
+
+
+def _rtl_rows(graph: HwGraph, family: RtlFamilyModel) -> tuple[list[LayerEstimate], list[str]]:
+    rows: list[LayerEstimate] = []
+    warnings: list[str] = []
+    for layer in graph.layers:
+        if layer.kind in ("input", "flatten"):
+            rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note="wiring"))
+            continue
+        if isinstance(layer, Dense | Conv):
+            adders, add_bits = _rtl_mac_bits(layer, graph)
+            w2 = layer.weight.reshape(layer.weight.shape[0], -1)
+            positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
+            mults = int(w2.size) * positions
+            free = int(np.count_nonzero(_csd_nonzeros(w2) <= 1)) * positions
+            note = f"{adders:,} shift-add adders"
+        elif layer.kind in ("relu", "quant", "add", "maxpool", "avgpool", "multithreshold"):
+            add_bits, mults, free, note = 0.0, 0, 0, ""
+        else:
+            msg = f"no rtl estimate for layer {layer.name!r} of kind {layer.kind!r}"
+            warnings.append(msg + " (counted as zero)")
+            rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note=msg))
+            continue
+        logic = _rtl_logic_bits(layer, graph)
+        rows.append(
+            LayerEstimate(
+                name=layer.name,
+                kind=layer.kind,
+                mults=mults,
+                lut_mults=mults - free,
+                free_mults=free,
+                lut=round(family.lut_per_adder_bit * add_bits + family.lut_per_logic_bit * logic),
+                carry=round(family.carry_per_adder_bit * add_bits),
+                latency_cycles=0,
+                ii_cycles=1,
+                note=note,
+            )
+        )
+    return rows, warnings
+
+
 # ----------------------------------------------------------------------------- driver
 def _fifo(ctx: _Ctx, layer: Layer) -> tuple[int, int]:
     """(BRAM_18K, LUT) of the io_stream FIFO carrying ``layer``'s output."""
@@ -621,8 +803,10 @@ def estimate(
     reuse_factor: int | Mapping[str, int] = 1,
     strategy: str = "Latency",
     clock_mhz: float | None = None,
+    flow: str = "hls",
+    pipeline_stages: int = 0,
 ) -> Estimate:
-    """Estimate resources, latency and throughput of ``graph`` exported through hls4ml.
+    """Estimate resources, latency and throughput of ``graph`` (hls4ml or da4ml RTL flow).
 
     Parameters
     ----------
@@ -640,6 +824,13 @@ def estimate(
         hls4ml strategy (case-insensitive).
     clock_mhz : float, optional
         Clock; defaults to the board's ``default_clock_mhz``.
+    flow : {"hls", "rtl"}
+        ``"hls"``: the hls4ml / Vivado HLS model. ``"rtl"``: the open RTL flow
+        (:func:`qnet.export.to_verilog`, da4ml shift-add logic synthesised by yosys); it is
+        fully parallel, so ``reuse_factor`` must be 1 and ``io_type`` / ``strategy`` are
+        ignored.
+    pipeline_stages : int
+        RTL flow only: 0 for combinational logic, N > 0 for N register stages.
 
     Returns
     -------
@@ -650,10 +841,18 @@ def estimate(
     Raises
     ------
     ConfigError
-        Unknown io_type / strategy, a non-positive clock or reuse factor, or a reuse factor
-        that hls4ml would refuse for some layer (the message names the layer and valid values).
+        Unknown io_type / strategy / flow, a non-positive clock or reuse factor, or a reuse
+        factor that hls4ml would refuse for some layer (the message names the layer and valid
+        values); for the rtl flow a reuse factor other than 1, a negative ``pipeline_stages``
+        or a board family without an rtl model.
     """
     board = load_board(board)
+    if flow not in FLOWS:
+        raise ConfigError(f"flow {flow!r} is not supported; use one of {', '.join(FLOWS)}")
+    if flow == "rtl":
+        return _estimate_rtl(graph, board, reuse_factor, clock_mhz, pipeline_stages)
+    if pipeline_stages != 0:
+        raise ConfigError("pipeline_stages applies to the rtl flow only (flow='rtl')")
     if io_type not in IO_TYPES:
         raise ConfigError(f"io_type {io_type!r} is not supported; use one of {', '.join(IO_TYPES)}")
     strat = {s.lower(): s for s in STRATEGIES}.get(str(strategy).lower())
@@ -701,7 +900,20 @@ def estimate(
             if fifo_bram or fifo_lut:
                 row = _with(row, bram_18k=row.bram_18k + fifo_bram, lut=row.lut + fifo_lut)
         rows.append(row)
+    return _finish(rows, warnings, ctx, board, clock, per_layer, default)
 
+
+def _finish(
+    rows: list[LayerEstimate],
+    warnings: list[str],
+    ctx: _Ctx,
+    board: Board,
+    clock: float,
+    per_layer: Mapping[str, int],
+    default: int,
+    flow: str = "hls",
+    pipeline_stages: int = 0,
+) -> Estimate:
     tot = {
         k: sum(getattr(r, k) for r in rows)
         for k in (
@@ -716,8 +928,11 @@ def estimate(
             "uram",
         )
     }
+    carry = sum(r.carry for r in rows)
     ii = max((r.ii_cycles for r in rows), default=1)
-    if ctx.stream:
+    if flow == "rtl":
+        latency = pipeline_stages
+    elif ctx.stream:
         latency = ii + sum(r.latency_cycles for r in rows)
     else:
         latency = sum(r.latency_cycles for r in rows)
@@ -745,9 +960,9 @@ def estimate(
         board=board.name,
         part=board.part,
         clock_mhz=clock,
-        io_type=io_type,
+        io_type=ctx.io_type,
         reuse_factor=int(default) if not per_layer else {"default": int(default), **per_layer},
-        strategy=strat,
+        strategy=ctx.strategy,
         layers=tuple(rows),
         mults=tot["mults"],
         dsp_mults=tot["dsp_mults"],
@@ -760,12 +975,54 @@ def estimate(
         uram=tot["uram"],
         latency_cycles=int(latency),
         ii_cycles=int(ii),
-        latency_us=latency / clock,
+        latency_us=max(latency, 1) / clock if flow == "rtl" else latency / clock,
         throughput_per_s=clock * 1e6 / ii,
         available=available,
         utilisation=util,
         warnings=tuple(warnings),
+        flow=flow,
+        carry=carry,
+        pipeline_stages=pipeline_stages,
     )
+
+
+def _estimate_rtl(
+    graph: HwGraph,
+    board: Board,
+    reuse_factor: int | Mapping[str, int],
+    clock_mhz: float | None,
+    pipeline_stages: int,
+) -> Estimate:
+    """The rtl-flow branch of :func:`estimate` (board already loaded)."""
+    if isinstance(reuse_factor, Mapping) or reuse_factor != 1:
+        raise ConfigError(
+            f"the rtl flow is fully parallel (da4ml shift-add logic): reuse factor must be 1, "
+            f"got {reuse_factor!r}"
+        )
+    if isinstance(pipeline_stages, bool) or not isinstance(pipeline_stages, int | np.integer):
+        raise ConfigError(f"pipeline_stages must be an integer >= 0, got {pipeline_stages!r}")
+    if pipeline_stages < 0:
+        raise ConfigError(f"pipeline_stages must be >= 0, got {pipeline_stages}")
+    clock = float(clock_mhz if clock_mhz is not None else board.default_clock_mhz)
+    if not clock > 0:
+        raise ConfigError(f"clock must be > 0 MHz, got {clock_mhz!r}")
+    family = rtl_family_model(board.family)
+    rows, warnings = _rtl_rows(graph, family)
+    if pipeline_stages > 0:
+        # one register stage holds about the widest tensor of the design (uncalibrated)
+        widest = max(int(np.prod(r.out_shape)) * r.out_type.width for r in graph.layers)
+        rows = [
+            *rows,
+            LayerEstimate(
+                name="pipeline",
+                kind="registers",
+                ff=pipeline_stages * widest,
+                latency_cycles=0,
+                note=f"{pipeline_stages} register stage(s)",
+            ),
+        ]
+    ctx = _Ctx(graph, board, "io_parallel", 1, "Latency", clock)
+    return _finish(rows, warnings, ctx, board, clock, {}, 1, "rtl", int(pipeline_stages))
 
 
 def _with(row: LayerEstimate, **changes: Any) -> LayerEstimate:
