@@ -100,6 +100,8 @@ def _estimate_table(
         f"latency {est.latency_cycles} cycles = {est.latency_us:.3f} us, II {est.ii_cycles}"
         f" cycles -> {est.throughput_per_s:,.0f} inferences/s"
     )
+    if getattr(est, "flow", "hls") == "rtl":
+        console.print(f"rtl flow (da4ml shift-add): {est.carry:,} carry cells")
     for w in est.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     if synth:
@@ -125,6 +127,8 @@ def estimate_command(
     clock_mhz: float = typer.Option(None, "--clock-mhz", help="Clock (default: the board's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
     plot: Path = typer.Option(None, "--plot", help="Write per-layer resource bars to this PNG."),
+    flow: str = typer.Option("hls", "--flow", help="hls (hls4ml/Vivado HLS) or rtl (da4ml+yosys)."),
+    pipeline_stages: int = typer.Option(0, "--pipeline-stages", help="rtl flow: register stages."),
 ) -> None:
     """Estimate resources, latency and throughput of a model on a board (no vendor tool)."""
     from qnet.errors import ConfigError
@@ -134,13 +138,16 @@ def estimate_command(
     board = board or defaults.get("board")
     if board is None:
         raise ConfigError("--board is required (e.g. --board pynq-z2; 'qnet boards' lists them)")
+    default_rf = 1 if flow == "rtl" else defaults.get("reuse_factor", 1)
     est = estimate(
         graph,
         board,
         io_type=io_type or defaults.get("io_type", "io_parallel"),
-        reuse_factor=reuse_factor if reuse_factor is not None else defaults.get("reuse_factor", 1),
+        reuse_factor=reuse_factor if reuse_factor is not None else default_rf,
         strategy=strategy or defaults.get("strategy", "Latency"),
         clock_mhz=clock_mhz,
+        flow=flow,
+        pipeline_stages=pipeline_stages,
     )
     if plot is not None:
         from qnet.plots import plot_estimate
@@ -187,7 +194,19 @@ def synth_command(
             console.print(f"step {name}: {seconds:.1f} s", markup=False)
         if res.fmax_mhz is not None:
             console.print(f"fmax {res.fmax_mhz:.1f} MHz")
+        import json as _json
+
+        meta_file = project / "verilog" / "qnet_rtl.json"
+        stages = (
+            int(_json.loads(meta_file.read_text()).get("latency", 0)) if meta_file.is_file() else 0
+        )
+        est = estimate(graph, board, flow="rtl", pipeline_stages=stages)
         _estimate_table(est, dict(res.resources), "open synth")
+        if "CARRY" in res.resources:
+            console.print(
+                f"CARRY cells: estimate {est.carry:,}, open synth {res.resources['CARRY']:,}"
+            )
+        console.print(f"(open synth FF include up to {res.harness_ff:,} synthesis-harness flops)")
         return
     if flow != "vendor":
         raise ConfigError(f"--flow {flow!r} is not known; use 'vendor' or 'open'")
