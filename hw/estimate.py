@@ -1,6 +1,9 @@
 """Analytic resource and latency estimate of an :class:`~qnet.hw.graph.HwGraph` on a board.
 
-The model describes the hardware qnet exports through hls4ml (``io_parallel`` / ``io_stream``,
+Two flows: ``flow="hls"`` (default; hls4ml / Vivado HLS, below) and ``flow="rtl"`` (the open
+da4ml Verilog flow synthesised by yosys; section "RTL flow").
+
+The hls model describes the hardware qnet exports through hls4ml (``io_parallel`` / ``io_stream``,
 ``Latency`` / ``Resource`` strategies, one global reuse factor). It is pure NumPy, needs no
 vendor tool and runs in milliseconds. Its figures aim at the *Vivado HLS C-synthesis
 estimate* (``csynth.xml``), which is what hls4ml users compare; post-synthesis LUT counts are
@@ -58,6 +61,43 @@ FINN's dataflow cycle model ``(n_in/SIMD)*(n_out/PE)`` per layer is the same cou
 
 Calibration (tests/hw/test_estimate.py) against published designs: hls4ml jet-tagging MLP at
 reuse 1 and 2 (J1, J2), hls4ml's pruned SVHN CNN (C1) and FINN's TFC (T1).
+
+RTL flow (``flow="rtl"``)
+------------------------
+:func:`qnet.export.to_verilog` traces the graph through da4ml into shift-add logic (no
+multipliers, no DSP, no BRAM; purely combinational, or ``pipeline_stages`` register stages).
+For each dense layer and each convolution output position (im2col row; taps that fall in the
+zero padding are dropped, as da4ml drops constant zeros):
+
+- constant products: per input, every distinct odd part ``u > 1`` of its weights is built once
+  and shared by all outputs (da4ml's CMVM solver shares subexpressions; powers of two are
+  wiring): ``nz_csd(u) - 1`` adders of ``a + bit_length(u)`` bits (``a`` = input width);
+- accumulation: per output, ``terms - 1`` adders (``terms`` = nonzero weights) of
+  ``min(acc_width, a + max bit_length(w) + ceil(log2 terms) / 2)`` bits;
+- other logic ("logic bits"): one per output bit of each dense/conv output cast (round +
+  saturate), ReLU, quantiser and add; two per output bit per max-pool comparison (comparator +
+  2:1 mux); one per threshold per input bit for threshold layers.
+
+``LUT = lut_per_adder_bit * adder_bits + lut_per_logic_bit * logic_bits`` and
+``CARRY = carry_per_adder_bit * adder_bits`` with per-family constants
+(:data:`RTL_FAMILY_MODELS`): Xilinx LUT6 + CARRY4 (0.51, 0.70, 0.19), iCE40 LUT4 + SB_CARRY
+(0.92, 0, 0.61), ECP5 LUT4 + CCU2C (0.32, 0, 0.37). Xilinx needs ~0.5 LUT per counted adder
+bit (yosys packs the adder's XOR and the operand's shifted-in constant bits into CARRY4, and
+da4ml shares more than the per-input rule counts); iCE40 ~1 LUT4 per bit (the SB_CARRY does
+not absorb the sum XOR); ECP5's CCU2C holds two full adder bits, so most adder bits cost no
+LUT4 at all. The Lattice fits have no separate logic term (it came out negative; the adder
+term absorbs it). FF = 0 for combinational logic; with ``pipeline_stages = N`` the model adds
+``N * (widest tensor in bits)`` FF (not calibrated). Latency is ``N`` cycles, II 1.
+
+Calibration: yosys 0.23 (``synth_xilinx -family xc7`` / ``synth_ice40`` / ``synth_ecp5``
+through :func:`qnet.export.opensynth.run_open_flow`) on the graphs of tests/export/hw_graphs.py
+(LUT, estimate/yosys): MLP 8-8-10 4b artix7 904 (1.01), ice40 1,456 (0.98), ecp5 518 (0.96);
+MLP 64-32-16-10 4b artix7 19,480 (1.00); ConvNet2d (2,4) 4b artix7 12,668 (1.00), ice40
+18,880 (1.02), ecp5 6,374 (1.05). Held out: two more MLP 8-8-10 seeds within 0.85-1.01;
+a 2-bit MLP 16-16-10 is over-estimated 1.26x (artix7, ecp5) to 1.45x (ice40) -- with 2-bit
+weights da4ml shares sums of inputs across outputs, which the per-input rule does not see.
+CARRY is within 0.86-1.28x on the 4-bit designs (1.4-1.7x on the 2-bit one). The hls model
+is off by 0.3x-3.5x on the same designs. Tests: tests/hw/test_estimate_rtl.py.
 
 Where the model is weak: it does not model Vivado HLS's resource sharing decisions beyond the
 rules above, FSM/control logic, the AXI wrappers, or the softmax block (qnet graphs end at the
