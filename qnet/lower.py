@@ -58,7 +58,6 @@ import importlib
 import importlib.util
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from qnet._callable import make_module_callable
 from qnet.errors import CheckpointError, UnsupportedLayerError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import (
@@ -769,11 +769,4 @@ if importlib.util.find_spec("qnet.lower_lstm") is not None:
     importlib.import_module("qnet.lower_lstm")
 
 
-class _CallableModule(sys.modules[__name__].__class__):  # type: ignore[misc]
-    """``import qnet.lower`` rebinds ``qnet.lower`` to this module: keep it callable."""
-
-    def __call__(self, model: nn.Module, example_input: Any) -> HwGraph:
-        return lower(model, example_input)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, lower)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from qnet._callable import make_module_callable
 from qnet.errors import QnetError, VerificationError
 
 __all__ = ["verify", "VerifyReport", "PairResult", "Divergence", "ExecutorRun", "VERIFY_EXIT_CODE"]
@@ -476,3 +477,6 @@ def verification_inputs(spec: str | Path, n: int, seed: int = 0) -> tuple[Any, n
         rng.uniform(0, 1, size=(n, *shape)).astype(np.float32),
         f"uniform random [0, 1), seed {seed}",
     )
+
+
+make_module_callable(__name__, verify)

@@ -98,3 +98,14 @@ def test_normal_install_imports_hw_and_export(tmp_path: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_public_functions_stay_callable_after_their_modules_are_imported() -> None:
+    import qnet
+    import qnet.lower
+    import qnet.verify
+    from qnet.verify import VerifyReport
+
+    assert callable(qnet.verify) and callable(qnet.lower)
+    assert qnet.verify.VerifyReport is VerifyReport
+    assert callable(qnet.simulate)
