@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 from qnet.checkpoint import load_checkpoint, restore_stats_state, save_checkpoint
 from qnet.data import Dataset
 from qnet.errors import CheckpointError, ConfigError, OutputExistsError, QnetError
+from qnet.hw.atomic import atomic_write
 from qnet.models.config import ModelConfig
 
 __all__ = [
@@ -392,6 +392,20 @@ def _train(
         start_epoch = int(state["epoch"])
         seconds_before = float(state["seconds"])
 
+    def resume_state(epoch: int, seconds: float) -> dict[str, Any]:
+        """Everything --resume needs to continue bit-identically after ``epoch``."""
+        return {
+            "epoch": epoch,
+            "seconds": seconds,
+            "train_config": asdict(cfg),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "generator": generator.get_state(),
+            "history": history,
+            "stats_state_train": stats_state(model),
+            "augment": augment,
+        }
+
     x_train = torch.from_numpy(dataset.x_train)
     y_train = torch.from_numpy(dataset.y_train)
     n = len(x_train)
@@ -461,17 +475,7 @@ def _train(
             history["test_accuracy"].append(evaluate(model, dataset.x_test, dataset.y_test))
             if dataset.x_val is not None:
                 history["val_accuracy"].append(evaluate(model, dataset.x_val, dataset.y_val))  # type: ignore[arg-type]
-            train_state = {
-                "epoch": epoch + 1,
-                "seconds": seconds_before + time.perf_counter() - t0,
-                "train_config": asdict(cfg),
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "generator": generator.get_state(),
-                "history": history,
-                "stats_state_train": stats_state(model),
-                "augment": augment,
-            }
+            train_state = resume_state(epoch + 1, seconds_before + time.perf_counter() - t0)
             save_checkpoint(
                 ckpt_path,
                 model,
@@ -530,17 +534,7 @@ def _train(
         metrics["val_accuracy"] = evaluate(model, dataset.x_val, dataset.y_val)  # type: ignore[arg-type]
     state = None
     if cfg.epochs > 0:
-        state = {
-            "epoch": cfg.epochs,
-            "seconds": seconds,
-            "train_config": asdict(cfg),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "generator": generator.get_state(),
-            "history": history,
-            "stats_state_train": stats_state(model),
-            "augment": augment,
-        }
+        state = resume_state(cfg.epochs, seconds)
     save_checkpoint(
         ckpt_path,
         model,
@@ -550,24 +544,13 @@ def _train(
         normalisation=dataset.normalisation,
         train_state=state,
     )
-    _write_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     _plot(
         history,
         out / "training.png",
         f"{model_config.kind} w{model_config.w_bits}a{model_config.a_bits} on {dataset.name}",
     )
     return TrainResult(checkpoint_path=ckpt_path, metrics=metrics)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plot(history: dict[str, list[float]], path: Path, title: str) -> None:
@@ -595,4 +578,4 @@ def _plot(history: dict[str, list[float]], path: Path, title: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    _write_atomic(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())

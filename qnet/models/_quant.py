@@ -32,6 +32,7 @@ __all__ = [
     "relu_quant",
     "signed_range_quant",
     "unsigned_range_quant",
+    "quant_linear",
 ]
 
 #: Training steps during which activation quantisers collect statistics before learning.
@@ -75,3 +76,18 @@ def signed_range_quant(bits: int, limit: float) -> Any:
 def unsigned_range_quant(bits: int, limit: float) -> Any:
     """Unsigned fixed point covering [0, limit) (limit a power of two), scale learned."""
     return Uint8ActPerTensorFixedPointMaxInit.let(bit_width=bits, max_val=limit)
+
+
+def quant_linear(in_features: int, out_features: int, w_bits: int) -> Any:
+    """The zoo's QuantLinear: fixed-point weights, a quantised bias, a plain float output
+    (the exact accumulator; the next QuantReLU requantises it)."""
+    from brevitas.nn import QuantLinear
+
+    return QuantLinear(
+        in_features,
+        out_features,
+        bias=True,
+        weight_quant=weight_quant(w_bits),
+        bias_quant=bias_quant(),
+        return_quant_tensor=False,
+    )

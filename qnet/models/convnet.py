@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantReLU
 from torch import nn
 
 from qnet.errors import ConfigError
-from qnet.models._quant import bias_quant, input_quant, relu_quant, weight_quant
+from qnet.models._quant import bias_quant, input_quant, quant_linear, relu_quant, weight_quant
 from qnet.models.config import ModelConfig
 
 __all__ = ["ConvNet2d", "ConvNet1d"]
@@ -70,28 +70,12 @@ class _ConvNet(nn.Module):
         head: list[nn.Module] = []
         for width in config.hidden:
             head += [
-                QuantLinear(
-                    flat,
-                    width,
-                    bias=True,
-                    weight_quant=weight_quant(config.w_bits),
-                    bias_quant=bias_quant(),
-                    return_quant_tensor=False,
-                ),
+                quant_linear(flat, width, config.w_bits),
                 QuantReLU(relu_quant(config.a_bits), return_quant_tensor=True),
             ]
             flat = width
         head.append(nn.Dropout(config.dropout))
-        head.append(
-            QuantLinear(
-                flat,
-                config.num_classes,
-                bias=True,
-                weight_quant=weight_quant(config.w_bits),
-                bias_quant=bias_quant(),
-                return_quant_tensor=False,
-            )
-        )
+        head.append(quant_linear(flat, config.num_classes, config.w_bits))
         self.classifier = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

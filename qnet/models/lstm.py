@@ -17,7 +17,7 @@ Read the actual scales from the eval-mode model: they are learned parameters.
 from __future__ import annotations
 
 import torch
-from brevitas.nn import QuantIdentity, QuantLinear, QuantLSTM
+from brevitas.nn import QuantIdentity, QuantLSTM
 from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
@@ -25,6 +25,7 @@ from qnet.errors import ConfigError
 from qnet.models._quant import (
     bias_quant,
     input_quant,
+    quant_linear,
     signed_range_quant,
     unsigned_range_quant,
     weight_quant,
@@ -71,14 +72,7 @@ class LSTMNet(nn.Module):
             return_quant_tensor=True,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = QuantLinear(
-            hidden,
-            config.num_classes,
-            bias=True,
-            weight_quant=weight_quant(config.w_bits),
-            bias_quant=bias_quant(),
-            return_quant_tensor=False,
-        )
+        self.fc = quant_linear(hidden, config.num_classes, config.w_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float input (N, T, F) -> float logits (N, num_classes)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.nn import QuantIdentity, QuantReLU
 from torch import nn
 
 from qnet.errors import ConfigError
-from qnet.models._quant import bias_quant, input_quant, relu_quant, weight_quant
+from qnet.models._quant import input_quant, quant_linear, relu_quant
 from qnet.models.config import ModelConfig
 
 __all__ = ["MLP"]
@@ -28,28 +28,12 @@ class MLP(nn.Module):
         width = config.in_shape[0]
         for hidden in config.hidden:
             layers += [
-                QuantLinear(
-                    width,
-                    hidden,
-                    bias=True,
-                    weight_quant=weight_quant(config.w_bits),
-                    bias_quant=bias_quant(),
-                    return_quant_tensor=False,
-                ),
+                quant_linear(width, hidden, config.w_bits),
                 QuantReLU(relu_quant(config.a_bits), return_quant_tensor=True),
             ]
             width = hidden
         layers.append(nn.Dropout(config.dropout))
-        layers.append(
-            QuantLinear(
-                width,
-                config.num_classes,
-                bias=True,
-                weight_quant=weight_quant(config.w_bits),
-                bias_quant=bias_quant(),
-                return_quant_tensor=False,
-            )
-        )
+        layers.append(quant_linear(width, config.num_classes, config.w_bits))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
