@@ -219,14 +219,15 @@ def _compare(
 
 
 def _first_layer_divergence(
-    graph: Any, export: Any, x: np.ndarray, bad: np.ndarray
+    graph: Any, tracer: Any, x: np.ndarray, bad: np.ndarray
 ) -> Divergence | None:
-    """Trace the mismatching samples through the C simulation and the simulator."""
+    """Trace the mismatching samples through another executor (``tracer(x)`` -> every layer's
+    output by name) and the simulator; the first layer whose outputs differ."""
     from qnet.hw.simulate import simulate
 
     subset = bad[:64]
     sim_trace = simulate(graph, x[subset], trace=True)
-    hls_trace = export.trace(x[subset])
+    hls_trace = tracer(x[subset])
     for layer in graph.layers[1:]:
         if layer.name not in hls_trace or layer.name not in sim_trace:
             continue
@@ -375,14 +376,25 @@ def verify(
             bad = np.where(
                 ~(outputs["simulator"] == outputs["csim"]).reshape(x.shape[0], -1).all(axis=1)
             )[0]
-            div = _first_layer_divergence(graph, export, x, bad)
+            div = _first_layer_divergence(graph, export.trace, x, bad)
             if div is not None:
                 sim_csim = PairResult(**{**sim_csim.__dict__, "divergence": div})
         pairs.append(sim_csim)
         if "brevitas" in outputs:
             pairs.append(_compare("brevitas", "csim", outputs["brevitas"], outputs["csim"], excuse))
         if "rtl" in outputs:
-            pairs.append(_compare("simulator", "rtl", outputs["simulator"], outputs["rtl"]))
+            sim_rtl = _compare("simulator", "rtl", outputs["simulator"], outputs["rtl"])
+            if not sim_rtl.exact:
+                from qnet.export.verilog import trace_layers
+
+                bad = np.where(
+                    ~(outputs["simulator"] == outputs["rtl"]).reshape(x.shape[0], -1).all(axis=1)
+                )[0]
+                # the traced da4ml logic, layer by layer (the RTL is generated from it)
+                div = _first_layer_divergence(graph, lambda xs: trace_layers(graph, xs), x, bad)
+                if div is not None:
+                    sim_rtl = PairResult(**{**sim_rtl.__dict__, "divergence": div})
+            pairs.append(sim_rtl)
         options = {
             "board": getattr(board, "name", str(board)),
             "io_type": export.io_type,
