@@ -39,3 +39,22 @@ def _root(
     ),
 ) -> None:
     """qnet: train, lower, export, verify and estimate quantised networks for FPGAs."""
+
+
+def parse_reuse_factor(reuse_factor: str) -> int | dict[str, int]:
+    """``4`` or ``fc1=4,conv2=8`` (per HwGraph layer; others 1)."""
+    from qnet.errors import ConfigError
+
+    text = reuse_factor.strip()
+    try:
+        if "=" not in text:
+            return int(text)
+        out: dict[str, int] = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            out[name.strip()] = int(value)
+        return out
+    except ValueError:
+        raise ConfigError(
+            f"--reuse-factor {reuse_factor!r}: give an integer or layer=N pairs (e.g. fc1=4,conv2=8)"
+        ) from None

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from qnet.cli._app import app, console
+from qnet.cli._app import app, console, parse_reuse_factor
 
 
 def _load_graph(source: Path) -> tuple[Any, dict[str, Any]]:
@@ -122,7 +122,9 @@ def estimate_command(
     ),
     board: str = typer.Option(None, "--board", help="Board name or board .toml (project default)."),
     io_type: str = typer.Option(None, "--io-type", help="io_parallel or io_stream."),
-    reuse_factor: int = typer.Option(None, "--reuse-factor", help="hls4ml reuse factor."),
+    reuse_factor: str = typer.Option(
+        None, "--reuse-factor", help="hls4ml reuse factor: N, or layer=N,... per layer."
+    ),
     strategy: str = typer.Option(None, "--strategy", help="Latency or Resource."),
     clock_mhz: float = typer.Option(None, "--clock-mhz", help="Clock (default: the board's)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
@@ -143,7 +145,7 @@ def estimate_command(
         graph,
         board,
         io_type=io_type or defaults.get("io_type", "io_parallel"),
-        reuse_factor=reuse_factor if reuse_factor is not None else default_rf,
+        reuse_factor=parse_reuse_factor(reuse_factor) if reuse_factor is not None else default_rf,
         strategy=strategy or defaults.get("strategy", "Latency"),
         clock_mhz=clock_mhz,
         flow=flow,

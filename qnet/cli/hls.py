@@ -11,26 +11,7 @@ from pathlib import Path
 
 import typer
 
-from qnet.cli._app import app, console
-
-
-def _parse_reuse(reuse_factor: str) -> int | dict[str, int]:
-    """``4`` or ``fc1=4,conv2=8`` (per HwGraph layer; others 1)."""
-    from qnet.errors import ConfigError
-
-    text = reuse_factor.strip()
-    try:
-        if "=" not in text:
-            return int(text)
-        out: dict[str, int] = {}
-        for part in text.split(","):
-            name, _, value = part.partition("=")
-            out[name.strip()] = int(value)
-        return out
-    except ValueError:
-        raise ConfigError(
-            f"--reuse-factor {reuse_factor!r}: give an integer or layer=N pairs (e.g. fc1=4,conv2=8)"
-        ) from None
+from qnet.cli._app import app, console, parse_reuse_factor
 
 
 @app.command("export")
@@ -62,7 +43,7 @@ def export_command(
             out,
             board=board,
             io_type=io_type,
-            reuse_factor=_parse_reuse(reuse_factor),
+            reuse_factor=parse_reuse_factor(reuse_factor),
             strategy=strategy,
             clock_period_ns=clock_period_ns,
             formats=tuple(formats),
@@ -111,7 +92,7 @@ def verify_command(
             board=board,
             rtl=rtl,
             io_type=io_type,
-            reuse_factor=_parse_reuse(reuse_factor),
+            reuse_factor=parse_reuse_factor(reuse_factor),
             strategy=strategy,
         )
     console.print(
