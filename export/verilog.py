@@ -1031,12 +1031,9 @@ class RtlProjectSummary:
 def _load_graph_source(source: str | os.PathLike[str] | HwGraph) -> HwGraph:
     if isinstance(source, HwGraph):
         return source
-    path = Path(source)
-    if path.suffix == ".npz":
-        return HwGraph.load(path)
-    from qnet.lower import lower_checkpoint  # imports torch/brevitas only here
+    from qnet.sources import load_graph  # imports torch/brevitas only for model sources
 
-    return lower_checkpoint(path)
+    return load_graph(source)
 
 
 def write_rtl_project(
@@ -1049,9 +1046,9 @@ def write_rtl_project(
 ) -> RtlProjectSummary:
     """Write ``out/verilog/`` (:func:`to_verilog`) and ``out/hwgraph.npz`` for a model.
 
-    ``source`` is an HwGraph, an ``.npz`` HwGraph file or a qnet checkpoint (lowered with
-    :func:`qnet.lower.lower_checkpoint`). ``out`` may already hold other files (e.g. a
-    ``qnet export`` project); an existing non-empty ``out/verilog`` is refused without ``force``.
+    ``source`` is an HwGraph or any model source of :func:`qnet.sources.load_graph`
+    (HwGraph file, project folder, checkpoint or run folder, ``file.py:function``).
+    ``out`` may already hold other files (e.g. a ``qnet export`` project); an existing non-empty ``out/verilog`` is refused without ``force``.
     With ``board`` and no ``out/qnet_export.json`` yet, a minimal one naming the board is
     written so that ``qnet synth OUT --flow open`` knows its target (an existing one, from
     ``qnet export``, is left alone).

@@ -11,7 +11,9 @@ from qnet.cli._app import app, console
 
 @app.command("rtl")
 def rtl_command(
-    model: Path = typer.Argument(..., help="qnet checkpoint, or an HwGraph .npz file."),
+    model: str = typer.Argument(
+        ..., help="Checkpoint or run folder, HwGraph .npz, project folder, or file.py:function."
+    ),
     out: Path = typer.Option(
         ..., "--out", help="Project folder: writes OUT/verilog/ and OUT/hwgraph.npz."
     ),
