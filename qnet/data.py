@@ -300,3 +300,36 @@ def _check_y(path: Path, key: str, y: np.ndarray) -> np.ndarray:
             f"{path}: {key}[{i}] = {y[i]!r} is negative; labels must be integers 0..K-1"
         )
     return y.astype(np.int64)
+
+
+SPLITS = ("test", "val", "train")
+
+
+def checkpoint_split(
+    ckpt: Any, data: str | None = None, split: str = "test", seed: int = 0
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The ``split`` of ``data`` (default: the checkpoint's own data set) for a checkpoint's
+    model, checked against the model: per-sample shape and label range.
+
+    Returns ``(dataset, x, y)``; raises :class:`DataError` naming the data, split or value.
+    """
+    spec = data or ckpt.data_spec
+    if not spec:
+        raise DataError(f"{ckpt.path}: records no data set; pass --data")
+    if split not in SPLITS:
+        raise DataError(f"--split {split!r} unknown; choose {', '.join(SPLITS)}")
+    dataset = load_dataset(spec, ckpt.config.kind, seed=seed)
+    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    if x is None or y is None:
+        raise DataError(f"data set {dataset.name!r} has no {split} split")
+    if tuple(x.shape[1:]) != tuple(ckpt.config.in_shape):
+        raise DataError(
+            f"--data {spec}: samples have shape {tuple(x.shape[1:])} but the "
+            f"{ckpt.config.kind} model in {ckpt.path} takes {tuple(ckpt.config.in_shape)}"
+        )
+    if len(y) and int(y.max()) >= ckpt.config.num_classes:
+        raise DataError(
+            f"--data {spec}: {split} labels go up to {int(y.max())} but the model has "
+            f"{ckpt.config.num_classes} classes"
+        )
+    return dataset, x, y

@@ -717,8 +717,7 @@ def simulate_checkpoint(
     ``val`` or ``train``.
     """
     from qnet.checkpoint import load_checkpoint
-    from qnet.data import load_dataset
-    from qnet.errors import DataError
+    from qnet.data import checkpoint_split
     from qnet.hw.simulate import simulate
 
     ckpt = (
@@ -727,16 +726,7 @@ def simulate_checkpoint(
         else path_or_ckpt
     )
     graph = lower_checkpoint(ckpt)
-    dataset = load_dataset(data or ckpt.data_spec, ckpt.config.kind, seed)
-    if split not in ("test", "val", "train"):
-        raise DataError(f"--split {split!r} unknown; choose test, val or train")
-    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
-    if x is None:
-        raise DataError(f"data set {dataset.name!r} has no {split} split")
-    if tuple(x.shape[1:]) != tuple(ckpt.config.in_shape):
-        raise DataError(
-            f"data of per-sample shape {x.shape[1:]} for a model expecting {ckpt.config.in_shape}"
-        )
+    dataset, x, y = checkpoint_split(ckpt, data, split, seed)
     sim_correct = brev_correct = exact = total = 0
     model = ckpt.model.eval()
     for start in range(0, len(x), batch_size):

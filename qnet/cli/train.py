@@ -80,36 +80,11 @@ def evaluate_command(
 ) -> None:
     """Print the accuracy of a saved model on a data set."""
     from qnet.checkpoint import load_checkpoint
-    from qnet.errors import DataError
+    from qnet.data import checkpoint_split
     from qnet.train import evaluate
 
     ckpt = load_checkpoint(checkpoint)
-    from qnet.data import load_dataset
-
-    spec = data or ckpt.data_spec
-    if not spec:
-        raise DataError(f"{checkpoint}: records no data set; pass --data")
-    dataset = load_dataset(spec, ckpt.config.kind, seed=seed)
-    if dataset.in_shape != ckpt.config.in_shape:
-        raise DataError(
-            f"--data {spec}: samples have shape {dataset.in_shape} but the model in {checkpoint} "
-            f"takes {ckpt.config.in_shape}"
-        )
-    arrays = {
-        "test": (dataset.x_test, dataset.y_test),
-        "train": (dataset.x_train, dataset.y_train),
-        "val": (dataset.x_val, dataset.y_val),
-    }
-    if split not in arrays:
-        raise DataError(f"--split {split!r} unknown; choose test, train or val")
-    x, y = arrays[split]
-    if x is None or y is None:
-        raise DataError(f"--data {spec} has no {split} split")
-    if int(y.max()) >= ckpt.config.num_classes:
-        raise DataError(
-            f"--data {spec}: {split} labels go up to {int(y.max())} but the model has "
-            f"{ckpt.config.num_classes} classes"
-        )
+    dataset, x, y = checkpoint_split(ckpt, data, split, seed)
     acc = evaluate(ckpt.model, x, y)
     console.print(
         f"{ckpt.config.kind} on {dataset.name} ({split}, {len(y)} samples): accuracy {100 * acc:.2f} % ({acc:.4f})"
