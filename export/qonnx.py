@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from qnet.errors import DataError, FormatError, UnsupportedLayerError
+from qnet.hw.atomic import default_mode
 
 __all__ = ["EXPORTERS", "export_qonnx", "execute_qonnx"]
 
@@ -64,12 +65,6 @@ _STANDARD_DOMAINS = ("", "ai.onnx")
 def _first_lines(text: str, n: int = 3) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return " ".join(lines[:n])[:600]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_modules(model: Any) -> None:
@@ -230,7 +225,7 @@ def export_qonnx(
                     f"{type(exc).__name__}: {_first_lines(exc)}"
                 ) from exc
             wrapped.save(str(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; honour the umask instead
+        default_mode(tmp)  # mkstemp creates 0600; honour the umask instead
         os.replace(tmp, path)
     finally:
         model.train(was_training)

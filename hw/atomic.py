@@ -16,13 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "atomic_write", "atomic_dir"]
+__all__ = ["atomic_file", "atomic_write", "atomic_dir", "default_mode"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def default_mode(path: str | os.PathLike[str]) -> None:
+    """Give a file made by ``tempfile`` (0600) the permissions the umask asks for."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 @contextmanager
@@ -34,7 +39,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
-        os.chmod(tmp, 0o666 & ~_umask())
+        default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

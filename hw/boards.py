@@ -99,6 +99,15 @@ HLS4ML_BACKENDS = ("Vivado", "VivadoAccelerator", "Vitis", "none")
 INTERFACES = ("axi-stream", "axi-lite", "none")
 
 
+#: Resource names as the estimate, the board and the synthesis reports key them.
+RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K", "URAM")
+
+
+def resource_dict(obj: Any) -> dict[str, int]:
+    """``{"LUT": obj.lut, "FF": obj.ff, ...}`` for any object with those attributes."""
+    return {key: int(getattr(obj, key.lower())) for key in RESOURCE_KEYS}
+
+
 @dataclass(frozen=True)
 class Resources:
     """Programmable-logic resources of a device (absolute counts)."""
@@ -111,13 +120,7 @@ class Resources:
 
     def as_dict(self) -> dict[str, int]:
         """Resources keyed like the estimate and the synthesis report (``LUT``, ``FF``, ...)."""
-        return {
-            "LUT": self.lut,
-            "FF": self.ff,
-            "DSP": self.dsp,
-            "BRAM_18K": self.bram_18k,
-            "URAM": self.uram,
-        }
+        return resource_dict(self)
 
 
 @dataclass(frozen=True)

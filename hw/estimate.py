@@ -115,7 +115,7 @@ from typing import Any
 import numpy as np
 
 from qnet.errors import ConfigError
-from qnet.hw.boards import Board, load_board
+from qnet.hw.boards import RESOURCE_KEYS, Board, load_board, resource_dict
 from qnet.hw.graph import (
     AvgPool,
     Conv,
@@ -147,7 +147,6 @@ __all__ = [
 IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
 FLOWS = ("hls", "rtl")
-RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K", "URAM")
 
 # ---- model constants (fitted to J1/J2/C1 where stated; otherwise physical) ----------------
 #: HLS estimate LUTs per adder bit (1 LUT/bit on the carry chain; HLS reports ~1.3 in J1).
@@ -193,13 +192,7 @@ class LayerEstimate:
 
     def resources(self) -> dict[str, int]:
         """``{"LUT": .., "FF": .., "DSP": .., "BRAM_18K": .., "URAM": ..}``."""
-        return {
-            "LUT": self.lut,
-            "FF": self.ff,
-            "DSP": self.dsp,
-            "BRAM_18K": self.bram_18k,
-            "URAM": self.uram,
-        }
+        return resource_dict(self)
 
 
 @dataclass(frozen=True)
@@ -235,13 +228,7 @@ class Estimate:
 
     def resources(self) -> dict[str, int]:
         """Totals keyed ``LUT``, ``FF``, ``DSP``, ``BRAM_18K``, ``URAM``."""
-        return {
-            "LUT": self.lut,
-            "FF": self.ff,
-            "DSP": self.dsp,
-            "BRAM_18K": self.bram_18k,
-            "URAM": self.uram,
-        }
+        return resource_dict(self)
 
     @property
     def fits(self) -> bool:
