@@ -16,8 +16,8 @@ __all__ = ["FixedType", "Rounding", "Overflow", "HwGraph", "simulate", "estimate
 
 _LAZY = {
     "HwGraph": "qnet.hw.graph",
-    "simulate": "qnet.hw.simulate",
-    "estimate": "qnet.hw.estimate",
+    "simulate": "qnet.hw.simulator",
+    "estimate": "qnet.hw.estimator",
     "load_board": "qnet.hw.boards",
 }
 
