@@ -66,7 +66,8 @@ def _tb_inputs(source: Any, graph: Any) -> np.ndarray:
             from qnet.data import load_dataset
 
             data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
-            return np.asarray(data.x_test[:TB_SAMPLES], dtype=np.float32).astype(np.float64)
+            x = np.asarray(data.x_test[:TB_SAMPLES], dtype=np.float32)
+            return np.asarray(graph.preprocess(x), dtype=np.float32).astype(np.float64)
         except QnetError:
             pass
     t = graph.input_type
@@ -123,6 +124,7 @@ def write_export_project(
     """
     import qnet
     from qnet.export.hls import to_hls4ml
+    from qnet.export.host import write_host_files
     from qnet.hw.boards import load_board
     from qnet.sources import load_model
 
@@ -142,7 +144,7 @@ def write_export_project(
         export = None
         if "hls4ml" in formats:
             export = to_hls4ml(
-                graph,
+                graph.hardware(),
                 board=board_obj,
                 output_dir=tmp / "hls4ml_prj",
                 io_type=io_type,
@@ -154,6 +156,7 @@ def write_export_project(
         if "qonnx" in formats:
             notes.extend(_write_qonnx(source, tmp / "model.qonnx.onnx"))
         graph.save(tmp / "hwgraph.npz")
+        write_host_files(graph, tmp)
         clock = (
             clock_period_ns if clock_period_ns is not None else 1000.0 / board_obj.default_clock_mhz
         )

@@ -29,6 +29,7 @@ import numpy as np
 from qnet.errors import FormatError
 from qnet.hw.atomic import atomic_file
 from qnet.hw.fixed import FixedType
+from qnet.hw.host import HostOp, host_ops_from_json, host_ops_to_json, run_host
 
 __all__ = [
     "Layer",
@@ -424,14 +425,26 @@ class HwGraph:
         The layers; the first is the single :class:`Input`, the last produces the output.
     meta : dict
         Free-form JSON-safe metadata (model kind, source, qnet version, ...).
+    pre : tuple of HostOp
+        Host preprocessing (float32) applied to the model input before the input layer
+        quantises it (see :mod:`qnet.hw.host`); empty when the model quantises its raw input.
+    post : tuple of HostOp
+        Host postprocessing (float32) applied to the hardware output (a float tail).
     """
 
     layers: tuple[Layer, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    pre: tuple[HostOp, ...] = ()
+    post: tuple[HostOp, ...] = ()
 
     def __post_init__(self) -> None:
         layers = tuple(self.layers)
         object.__setattr__(self, "layers", layers)
+        for stage in ("pre", "post"):
+            ops = tuple(getattr(self, stage))
+            if not all(isinstance(op, HostOp) for op in ops):
+                raise FormatError(f"HwGraph.{stage} must hold HostOp objects")
+            object.__setattr__(self, stage, ops)
         if not layers or not isinstance(layers[0], Input):
             raise FormatError("an HwGraph starts with exactly one Input layer")
         seen: set[str] = set()
@@ -500,7 +513,29 @@ class HwGraph:
         ]
         if all(a is b for a, b in zip(new, self.layers, strict=True)):
             raise KeyError(name)
-        return HwGraph(tuple(new), dict(self.meta))
+        return HwGraph(tuple(new), dict(self.meta), self.pre, self.post)
+
+    def hardware(self) -> HwGraph:
+        """The same graph without its host stages (what the hardware computes)."""
+        return HwGraph(self.layers, dict(self.meta)) if self.pre or self.post else self
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        """The hardware input for model input ``x``: ``pre`` applied in float32 (or ``x``)."""
+        return run_host(self.pre, x) if self.pre else x
+
+    def postprocess(self, y: np.ndarray) -> np.ndarray:
+        """The model output for hardware output values ``y``: ``post`` in float32 (or ``y``).
+
+        Returns float64 (exactly the float32 results).
+        """
+        if not self.post:
+            return y
+        y32 = np.asarray(y, dtype=np.float32)
+        if not np.array_equal(y32, y):
+            raise FormatError(
+                "the hardware output does not fit float32 exactly; the float tail would round it"
+            )
+        return run_host(self.post, y32).astype(np.float64)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -519,6 +554,10 @@ class HwGraph:
             "meta": self.meta,
             "layers": header_layers,
         }
+        if self.pre:
+            header["pre"] = host_ops_to_json(self.pre)
+        if self.post:
+            header["post"] = host_ops_to_json(self.post)
         arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         with atomic_file(path) as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
@@ -555,7 +594,9 @@ class HwGraph:
                 k: _decode(v, arrays, f"{path}:{entry.get('name')}.{k}") for k, v in entry.items()
             }
             layers.append(LAYER_KINDS[kind](**kwargs))
-        return cls(tuple(layers), header.get("meta", {}))
+        pre = host_ops_from_json(header.get("pre", []), f"{path}: pre")
+        post = host_ops_from_json(header.get("post", []), f"{path}: post")
+        return cls(tuple(layers), header.get("meta", {}), pre, post)
 
     # -- display ---------------------------------------------------------------------------
     def summary_rows(self) -> list[dict[str, str]]:
@@ -581,13 +622,20 @@ class HwGraph:
         return rows
 
     def summary(self) -> str:
-        """A plain-text per-layer table."""
+        """A plain-text per-layer table, with the host stages (if any) before and after it."""
         rows = self.summary_rows()
         cols = list(rows[0].keys())
         widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
         lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
         lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rows]
-        return "\n".join(lines)
+        if not self.pre and not self.post:
+            return "\n".join(lines)
+        out = ["host preprocessing (float32):"]
+        out += [f"  {op.describe()}" for op in self.pre] or ["  (none: the input is quantised)"]
+        out += ["hardware:"] + [f"  {line}" for line in lines]
+        out += ["host postprocessing (float32):"]
+        out += [f"  {op.describe()}" for op in self.post] or ["  (none)"]
+        return "\n".join(out)
 
 
 def _ensure_kinds_loaded() -> None:

@@ -267,12 +267,12 @@ def _check_input(graph: HwGraph, x: np.ndarray) -> np.ndarray:
 
 
 def simulate_int(graph: HwGraph, x: np.ndarray, trace: bool = False) -> dict[str, np.ndarray]:
-    """Run the graph on float input ``x``; return int64 mantissas.
+    """Run the graph on float input ``x`` (host preprocessing included); return int64 mantissas.
 
     Returns the output layer's mantissas under its name, or every layer's when ``trace``.
     """
     _ensure_kinds_loaded()
-    arr = _check_input(graph, x)
+    arr = _check_input(graph, graph.preprocess(x))
     values: dict[str, np.ndarray] = {graph.input.name: graph.input.out_type.to_int(arr)}
     remaining = {layer.name: 0 for layer in graph.layers}
     for layer in graph.layers:
@@ -300,11 +300,13 @@ def simulate(
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Bit-accurate simulation of ``graph`` on float input ``x`` (N, *input shape).
 
-    ``x`` is quantised once by the input ``FixedType``. Returns the output as exact float64
-    values, or with ``trace=True`` a dict of every layer's output (float64) by layer name.
+    The graph's host preprocessing (``graph.pre``, float32) is applied first; ``x`` is then
+    quantised once by the input ``FixedType``. Returns the output as exact float64 values
+    (after the host postprocessing ``graph.post``, in float32), or with ``trace=True`` a dict
+    of every hardware layer's output (float64) by layer name.
     """
     mantissas = simulate_int(graph, x, trace=trace)
     if trace:
         return {name: graph[name].out_type.from_int(m) for name, m in mantissas.items()}
     out = graph.output
-    return out.out_type.from_int(mantissas[out.name])
+    return graph.postprocess(out.out_type.from_int(mantissas[out.name]))

@@ -341,6 +341,9 @@ def verify(
     t = time.perf_counter()
     outputs["simulator"] = np.asarray(simulate(graph, x))
     runs.append(ExecutorRun("simulator", True, time.perf_counter() - t))
+    # csim and RTL run the hardware part only: host preprocessing before, postprocessing after
+    full, graph = graph, graph.hardware()
+    x = np.asarray(full.preprocess(x), dtype=np.float64)
 
     tmp = None
     try:
@@ -356,11 +359,13 @@ def verify(
                 graph, board=board, output_dir=output_dir, write=False, **export_options
             )
             export.compile()
-        outputs["csim"] = export.predict(x)
+        outputs["csim"] = full.postprocess(export.predict(x))
         runs.append(ExecutorRun("csim", True, time.perf_counter() - t))
 
         if rtl:
             runs.append(_run_rtl(graph, x, outputs, tmp))
+            if "rtl" in outputs:
+                outputs["rtl"] = full.postprocess(outputs["rtl"])
 
         excuse = ""
         inexact = tuple(graph.meta.get("float32_inexact", ()))
@@ -441,7 +446,7 @@ def _run_rtl(graph: Any, x: np.ndarray, outputs: dict[str, np.ndarray], tmp: Any
     try:
         model = build_rtl(graph, Path(rtl_tmp.name) / "rtl")
         outputs["rtl"] = np.asarray(model.predict(x), dtype=np.float64).reshape(
-            outputs["simulator"].shape
+            x.shape[0], *graph.output.out_shape
         )
     except QnetError as exc:
         return ExecutorRun("rtl", False, reason=f"{type(exc).__name__}: {exc}")

@@ -24,12 +24,24 @@ def inspect_command(
 
     graph = load_graph(path)
     rows = graph.summary_rows()
-    table = Table(title=f"HwGraph of {path}")
+    if graph.pre or graph.post:
+        console.print("[bold]host preprocessing[/bold] (float32, before the input port):")
+        for op in graph.pre:
+            console.print(f"  {op.describe()}")
+        if not graph.pre:
+            console.print("  (none: the model quantises its raw input)")
+    table = Table(title=f"HwGraph of {path}" + (" (hardware)" if graph.pre or graph.post else ""))
     for col in rows[0]:
         table.add_column(col)
     for row in rows:
         table.add_row(*row.values())
     console.print(table)
+    if graph.pre or graph.post:
+        console.print("[bold]host postprocessing[/bold] (float32, after the output port):")
+        for op in graph.post:
+            console.print(f"  {op.describe()}")
+        if not graph.post:
+            console.print("  (none)")
     inexact = graph.meta.get("float32_inexact", [])
     if inexact:
         console.print(

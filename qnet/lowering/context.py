@@ -15,6 +15,7 @@ from typing import Any
 from qnet.errors import UnsupportedLayerError
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import Layer
+from qnet.hw.host import HostOp
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
@@ -52,18 +53,25 @@ class TensorRef:
         Its format (the producing layer's ``out_type``).
     shape : tuple of int
         Per-sample shape (no batch axis).
-    pending : tuple of Call
-        Float modules applied after ``layer`` and not lowered yet (BatchNorm, float ReLU).
+    pending : tuple of Call or HostOp
+        Float operations applied after ``layer`` and not lowered yet (BatchNorm, float ReLU,
+        TensorNorm as module calls; elementwise ops with constants as HostOps): the next
+        quantised activation turns them into a MultiThreshold, or at the model output they
+        become the host postprocessing.
     error : str or None
         Why this tensor cannot be lowered (produced by an unsupported torch function); raised
         only if something consumes it.
+    host : int
+        For the unquantised model input: how many host preprocessing ops produced it
+        (``LowerContext.pre[:host]``).
     """
 
     layer: str | None
     type: FixedType | None
     shape: tuple[int, ...]
-    pending: tuple[Call, ...] = ()
+    pending: tuple[Any, ...] = ()
     error: str | None = None
+    host: int = 0
 
     @property
     def is_float_input(self) -> bool:
@@ -142,6 +150,7 @@ class LowerContext:
 
     def __init__(self) -> None:
         self.layers: list[Layer] = []
+        self.pre: list[HostOp] = []  # host preprocessing, in order
         self.meta: dict[str, Any] = {"acc_bounds": {}, "float32_inexact": []}
         self._by_name: dict[str, Layer] = {}
         self._bindings: dict[int, TensorRef] = {}
@@ -214,14 +223,28 @@ class LowerContext:
             raise self.unsupported(call, f"its input cannot be lowered: {ref.error}")
         return ref
 
+    def host_input(self, call: Call, index: int = 0) -> TensorRef:
+        """The ``index``-th input, the float model input at the head of the preprocessing chain."""
+        ref = self.input(call, index)
+        assert ref.is_float_input
+        if ref.host != len(self.pre):
+            raise self.unsupported(
+                call,
+                "the preprocessing of the model input forks (it reuses an earlier step's tensor)",
+                "one chain of host operations from the model input to the first quantiser",
+            )
+        return ref
+
     def quantised_input(self, call: Call, index: int = 0) -> TensorRef:
         """The ``index``-th input, which must be a quantised tensor with no pending float op."""
         ref = self.input(call, index)
         if ref.is_float_input:
             raise self.unsupported(
                 call,
-                "its input is the unquantised model input",
-                "a QuantIdentity as the model's first layer (it quantises the input)",
+                "its input is the unquantised model input (float), which the hardware cannot take",
+                "a quantised input: put a QuantIdentity(act_quant=..., return_quant_tensor=True) "
+                "before this layer (or give it an input_quant) so the hardware input port gets "
+                "the quantised tensor; float preprocessing before that quantiser runs on the host",
             )
         if ref.pending:
             names = ", ".join(p.source for p in ref.pending)

@@ -18,6 +18,7 @@ from qnet.lowering.context import (
     TensorRef,
     supported_modules,
 )
+from qnet.lowering.host import host_ops_of_pending
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
@@ -95,7 +96,8 @@ def lower(model: nn.Module, example_input: Any) -> HwGraph:
                         None,
                         (),
                         error=f"torch function {call.class_name} at {call.path} has no exact lowering "
-                        "(accepted in forward(): flatten/reshape to (N, -1), + of two quantised tensors)",
+                        "(accepted in forward(): shape ops, elementwise float ops with constants, "
+                        "+ of two quantised tensors)",
                     )
                 else:
                     result = handler(ctx, call)
@@ -104,22 +106,22 @@ def lower(model: nn.Module, example_input: Any) -> HwGraph:
             ctx.bind(call.output, result)
     out_obj = output[0] if isinstance(output, tuple | list) else output
     out_ref = ctx.lookup(out_obj)
-    if out_ref is None or out_ref.error is not None or out_ref.layer is None or out_ref.pending:
+    if out_ref is None or out_ref.error is not None or out_ref.layer is None:
         why = (
             out_ref.error
             if out_ref is not None and out_ref.error
             else "it is not produced by a lowered layer"
         )
-        if out_ref is not None and out_ref.pending:
-            why = "it is the float output of " + ", ".join(p.source for p in out_ref.pending)
         raise UnsupportedLayerError(f"the model output cannot be lowered: {why}")
+    with torch.no_grad():
+        post = host_ops_of_pending(ctx, out_ref.pending)
     layers = _prune(ctx.layers, out_ref.layer)
     meta = dict(ctx.meta)
     meta["float32_inexact"] = [
         n for n in meta["float32_inexact"] if any(layer.name == n for layer in layers)
     ]
     meta["source"] = type(model).__name__
-    return HwGraph(tuple(layers), meta)
+    return HwGraph(tuple(layers), meta, tuple(ctx.pre), post)
 
 
 def _prune(layers: list[Layer], output: str) -> list[Layer]:

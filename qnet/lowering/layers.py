@@ -32,6 +32,7 @@ from qnet.hw.graph import (
     Quant,
     ReLU,
 )
+from qnet.hw.host import HostOp
 from qnet.lowering.context import (
     Call,
     LowerContext,
@@ -39,13 +40,21 @@ from qnet.lowering.context import (
     register_function_lowerer,
     register_lowerer,
 )
-from qnet.lowering.quant import acc_type_for, fixed_type_of, weight_mantissas
+from qnet.lowering.host import (
+    ELEMENTWISE_FUNCTIONS,
+    SHAPE_FUNCTIONS,
+    host_op_of_function,
+    host_ops_of_module,
+    replay_pending,
+)
+from qnet.lowering.quant import acc_type_for, fixed_type_of, quantiser_kind, weight_mantissas
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
     from brevitas import nn as qnn
     from brevitas.quant_tensor import QuantTensor
+    from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
     from torch import nn
 
 __all__: list[str] = []
@@ -96,6 +105,12 @@ def _multithreshold(
     assert module is not None and ref.type is not None and ref.layer is not None
     in_type = ref.type
     shape = ref.shape
+    if any(isinstance(p, HostOp) and p.op in ("reshape", "permute") for p in ref.pending):
+        raise ctx.unsupported(
+            call,
+            "a reshape/permute between the accumulator and this quantiser",
+            "elementwise float ops and BatchNorm between a layer and its activation",
+        )
     channels = shape[0]
     a_min, a_max = in_type.int_min, in_type.int_max
     out_frac = out_type.frac
@@ -105,9 +120,7 @@ def _multithreshold(
         vals = np.ldexp(a.astype(np.float64), -in_type.frac).astype(np.float32)
         x = torch.from_numpy(vals).reshape(a.shape[0], channels, *([1] * (len(shape) - 1)))
         x = x.expand(a.shape[0], *shape).contiguous()
-        for op in ref.pending:
-            x = op.target(x)
-        y = _value(module(x)).double().numpy()
+        y = _value(module(replay_pending(ref.pending, x))).double().numpy()
         m = np.ldexp(y, out_frac)
         first = m.reshape(a.shape[0], channels, -1)
         if not np.all(first == first[..., :1]):
@@ -170,17 +183,28 @@ def _mt_eval(layer: MultiThreshold, a: np.ndarray) -> np.ndarray:
 @register_lowerer(qnn.QuantIdentity, qnn.QuantReLU)
 def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
     ref = ctx.input(call, 0)
-    out_type, _ = _act_output_type(ctx, call)
+    out_type, qt = _act_output_type(ctx, call)
+    assert call.module is not None
+    kind = quantiser_kind(call.module.act_quant)
     is_relu = isinstance(call.module, qnn.QuantReLU)
     if ref.is_float_input:
+        ref = ctx.host_input(call, 0)
         if is_relu:
             raise ctx.unsupported(
                 call,
                 "a QuantReLU on the unquantised model input",
-                "a QuantIdentity as the first layer",
+                "a QuantIdentity as the first quantiser",
             )
+        if kind == "ternary":
+            raise ctx.unsupported(
+                call, "a ternary quantiser on the model input", "an integer or binary quantiser"
+            )
+        if kind == "binary":
+            # the sign runs on the host (float32, as Brevitas); the port takes +-scale
+            scale = np.asarray(torch.as_tensor(qt.scale).detach().float().numpy()).reshape(-1)
+            ctx.pre.append(HostOp("sign", scale[:1], source=call.source))
         return ctx.add(Input(ctx.name(call), (), ref.shape, out_type, call.source))
-    if ref.pending:
+    if ref.pending or kind != "int":
         return _multithreshold(ctx, call, ref, out_type)
     ref = ctx.quantised_input(call, 0)
     cls = ReLU if is_relu else Quant
@@ -194,13 +218,8 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
     x = _first_tensor(call)
     proxy = getattr(module, "input_quant", None)
     if not _enabled(proxy):
-        if not isinstance(x, QuantTensor):
-            # Brevitas would compute on an unquantised float tensor (e.g. after BatchNorm)
-            raise ctx.unsupported(
-                call,
-                "its input is not a QuantTensor (the previous layer returns a float tensor)",
-                "a quantised input (return_quant_tensor=True on the previous activation)",
-            )
+        # a plain tensor is fine: ``ref`` is a quantised layer's output (no pending float op),
+        # so its values are on that layer's grid (checked by the caller)
         return ref, x
     qx = proxy(_value(x))
     t = fixed_type_of(call.source, qx, proxy, "the input quantiser")
@@ -210,8 +229,17 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
 
 def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
     module = call.module
-    ref = ctx.quantised_input(call, 0)
-    ref, qx = _requant_input(ctx, call, ref)
+    ref = ctx.input(call, 0)
+    proxy = getattr(module, "input_quant", None)
+    if ref.is_float_input and _enabled(proxy) and quantiser_kind(proxy) == "int":
+        # the layer's own input quantiser quantises the model input: it is the input port
+        ref = ctx.host_input(call, 0)
+        qx = proxy(_value(_first_tensor(call)))
+        t = fixed_type_of(call.source, qx, proxy, "the input quantiser")
+        ref = ctx.add(Input(ctx.name(call, ".input_quant"), (), ref.shape, t, call.source))
+    else:
+        ref = ctx.quantised_input(call, 0)
+        ref, qx = _requant_input(ctx, call, ref)
     assert ref.type is not None
     in_type = ref.type
     if not ref.type.contains(_value(qx).double().numpy()):
@@ -284,19 +312,22 @@ def _lower_conv(ctx: LowerContext, call: Call) -> TensorRef:
 
 
 # ------------------------------------------------------------------------ float ops
-@register_lowerer(nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU)
+@register_lowerer(nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, TensorNorm)
 def _lower_pending(ctx: LowerContext, call: Call) -> TensorRef:
-    """BatchNorm / float ReLU: deferred until the next quantised activation (MultiThreshold)."""
+    """Float modules: host preprocessing on the model input; after a layer, deferred until the
+    next quantised activation (MultiThreshold) or to the host postprocessing."""
     ref = ctx.input(call, 0)
-    if ref.is_float_input:
-        raise ctx.unsupported(
-            call, "applied to the unquantised model input", "after a QuantConv/QuantLinear"
-        )
     m = call.module
     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and not m.track_running_stats:
         raise ctx.unsupported(
             call, "BatchNorm without running statistics", "track_running_stats=True"
         )
+    if ref.is_float_input:
+        ref = ctx.host_input(call, 0)
+        ops = host_ops_of_module(ctx, call)
+        assert ops is not None
+        ctx.pre.extend(ops)
+        return TensorRef(None, None, _shape(call.output), host=len(ctx.pre))
     return TensorRef(ref.layer, ref.type, ref.shape, ref.pending + (call,))
 
 
@@ -382,12 +413,16 @@ def _flatten(ctx: LowerContext, call: Call) -> TensorRef:
 
 @register_lowerer(nn.Flatten)
 def _lower_flatten_module(ctx: LowerContext, call: Call) -> TensorRef:
+    ref = ctx.input(call, 0)
+    if ref.is_float_input or ref.pending:
+        out_shape = _shape(call.output)
+        op = HostOp("reshape", shape=out_shape, source=call.source)
+        if ref.pending:
+            return TensorRef(ref.layer, ref.type, out_shape, ref.pending + (op,))
+        ctx.host_input(call, 0)
+        ctx.pre.append(op)
+        return TensorRef(None, None, out_shape, host=len(ctx.pre))
     return _flatten(ctx, call)
-
-
-register_function_lowerer(
-    torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape, torch.reshape
-)(_flatten)
 
 
 # ------------------------------------------------------------------------------ add
@@ -416,13 +451,31 @@ def _add_layers(
     return ctx.add(Add(ctx.name(call), (a.layer, b.layer), a.shape, t, call.source))
 
 
-@register_function_lowerer(torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__)
-def _lower_add_fn(ctx: LowerContext, call: Call) -> TensorRef:
-    if len(call.inputs) != 2 or call.kwargs.get("alpha", 1) != 1:
-        raise ctx.unsupported(
-            call, "addition with a constant or alpha", "the sum of two quantised tensors"
-        )
-    return _add_layers(ctx, call, ctx.quantised_input(call, 0), ctx.quantised_input(call, 1), None)
+_ADD_FUNCTIONS = (torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__)
+
+
+@register_function_lowerer(*SHAPE_FUNCTIONS, *ELEMENTWISE_FUNCTIONS)
+def _lower_float_fn(ctx: LowerContext, call: Call) -> TensorRef:
+    """Shape and elementwise torch functions (see :mod:`qnet.lowering.host`).
+
+    On the model input: host preprocessing. Two quantised tensors added: an Add layer.
+    Flattening a quantised tensor: a Flatten layer. Otherwise the op stays pending (it becomes
+    part of a MultiThreshold or of the host postprocessing).
+    """
+    ref = ctx.input(call, 0)
+    if ref.is_float_input:
+        ref = ctx.host_input(call, 0)
+        ctx.pre.append(host_op_of_function(ctx, call, ref.shape))
+        return TensorRef(None, None, _shape(call.output), host=len(ctx.pre))
+    if call.target in _ADD_FUNCTIONS and len(call.inputs) == 2:
+        if call.kwargs.get("alpha", 1) != 1:
+            raise ctx.unsupported(call, "addition with alpha", "the sum of two quantised tensors")
+        a, b = ctx.quantised_input(call, 0), ctx.quantised_input(call, 1)
+        return _add_layers(ctx, call, a, b, None)
+    if call.target in SHAPE_FUNCTIONS and not ref.pending:
+        return _flatten(ctx, call)
+    op = host_op_of_function(ctx, call, ref.shape)
+    return TensorRef(ref.layer, ref.type, _shape(call.output), ref.pending + (op,))
 
 
 @register_lowerer(qnn.QuantEltwiseAdd)

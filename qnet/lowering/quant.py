@@ -28,6 +28,7 @@ with warnings.catch_warnings():
 
 __all__ = [
     "POW2_ACCEPTED",
+    "quantiser_kind",
     "scale_fracs",
     "quantiser_rounding",
     "fixed_type_of",
@@ -110,6 +111,19 @@ def quantiser_rounding(where: str, proxy: Any, what: str, accepted: str | None =
     return _ROUNDING[next(iter(modes))]
 
 
+def quantiser_kind(proxy: Any) -> str:
+    """``"binary"`` (+-scale: Brevitas BinaryQuant / ClampedBinaryQuant), ``"ternary"``
+    (TernaryQuant: -scale, 0, +scale by a threshold) or ``"int"`` (rounding integer quantiser)."""
+    from brevitas.core.quant import BinaryQuant, ClampedBinaryQuant, TernaryQuant
+
+    modules = list(proxy.modules()) if proxy is not None and hasattr(proxy, "modules") else []
+    if any(isinstance(m, BinaryQuant | ClampedBinaryQuant) for m in modules):
+        return "binary"
+    if any(isinstance(m, TernaryQuant) for m in modules):
+        return "ternary"
+    return "int"
+
+
 def _make_type(
     where: str,
     what: str,
@@ -155,6 +169,11 @@ def fixed_type_of(
         )
     frac = int(scale_fracs(where, qt.scale, what, accepted=accepted)[0])
     width = int(round(float(torch.as_tensor(qt.bit_width))))
+    kind = quantiser_kind(proxy)
+    if kind != "int":
+        # +-scale (and 0 for ternary): a narrow signed 2-bit type holds every value; the
+        # quantiser itself (a sign or threshold, not a rounding) is lowered to thresholds.
+        return FixedType(2, 2 - frac, True, Rounding.RND_CONV, Overflow.SAT_SYM)
     narrow = bool(getattr(proxy, "is_narrow_range", False))
     rounding = quantiser_rounding(where, proxy, what, accepted)
     return _make_type(where, what, width, frac, bool(qt.signed), narrow, rounding, accepted)
