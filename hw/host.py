@@ -163,7 +163,8 @@ def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _apply(op: HostOp, x: np.ndarray) -> np.ndarray:
-    c, d = op.const, op.const2
+    c: Any = op.const  # present for every op that reads it (checked in HostOp)
+    d: Any = op.const2
     if op.op == "reshape":
         return x.reshape(x.shape[0], *op.shape)
     if op.op == "permute":
