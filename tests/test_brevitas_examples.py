@@ -5,6 +5,9 @@ sign) and float tail (TensorNorm), and simulated exactly equal to Brevitas."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -16,6 +19,7 @@ from brevitas_examples.bnn_pynq.models import model_with_cfg  # noqa: E402
 
 import qnet  # noqa: E402
 from qnet.errors import UnsupportedLayerError  # noqa: E402
+from qnet.hw.fixed import Overflow  # noqa: E402
 from qnet.hw.graph import HwGraph, MultiThreshold  # noqa: E402
 
 torch.set_num_threads(1)
@@ -109,7 +113,7 @@ def test_binary_input_quantiser_is_a_host_sign_and_a_two_level_port() -> None:
     graph = qnet.lower(model, torch.zeros(1, *shape))
     assert [op.op for op in graph.pre] == ["reshape", "mul", "sub", "sign"]
     t = graph.input_type
-    assert (t.width, t.signed, t.int_min, t.int_max) == (2, True, -1, 1)
+    assert (t.width, t.signed, t.overflow) == (2, True, Overflow.SAT_SYM)  # -1 and +1
     first = graph.layers[1]
     assert int(np.abs(first.weight).max()) == 1 and set(np.unique(first.weight)) <= {-1, 1}
 
@@ -135,3 +139,66 @@ def test_resnet18_first_conv_on_float_input_says_how_to_fix() -> None:
         qnet.lower(model, torch.zeros(1, 3, 32, 32))
     msg = str(info.value)
     assert "conv1" in msg and "QuantConv2d" in msg and "QuantIdentity" in msg
+
+
+@pytest.mark.slow
+@pytest.mark.csim
+def test_tfc_csim_and_rtl_equal_simulator_and_brevitas() -> None:
+    """TFC (784-64-64-64-10, binary): hls4ml C simulation and the da4ml RTL (Verilator) run
+    the hardware part; with the host stages around them all equal Brevitas exactly."""
+    model, shape = build("tfc_1w1a")
+    x = inputs(shape, 50)
+    report = qnet.verify(model, x, rtl=True)
+    assert report.all_exact, report.table()
+    assert {r.name for r in report.runs if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
+
+
+@pytest.mark.slow
+@pytest.mark.csim
+def test_cnv_csim_io_stream_equals_simulator_and_brevitas() -> None:
+    model, shape = build("cnv_1w1a")
+    x = inputs(shape, 20)
+    report = qnet.verify(model, x, io_type="io_stream")
+    assert report.all_exact, report.table()
+    assert {r.name for r in report.runs if r.ran} >= {"brevitas", "simulator", "csim"}
+
+
+USER_FILE = """
+import torch
+from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+
+def build():
+    torch.manual_seed(0)
+    model, _ = model_with_cfg("{name}", pretrained=False)
+    return model, torch.zeros(1, {shape})
+"""
+
+
+def _qnet(*args: str, timeout: float = 3000) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200")
+    cmd = [sys.executable, "-c", "from qnet.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_inspect_user_file_shows_host_and_hardware_split(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "bnn.py"
+    path.write_text(USER_FILE.format(name="tfc_1w1a", shape="1, 28, 28"))
+    out = _qnet("inspect", f"{path}:build")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert (
+        text.index("host preprocessing") < text.index("HwGraph") < text.index("host postprocessing")
+    )
+    assert "sign" in text and "multithreshold" in text
+
+
+@pytest.mark.slow
+@pytest.mark.csim
+@pytest.mark.parametrize("name,shape", [("tfc_2w2a", "1, 28, 28"), ("cnv_1w1a", "3, 32, 32")])
+def test_qnet_verify_user_file(tmp_path, name: str, shape: str) -> None:  # noqa: ANN001
+    path = tmp_path / "bnn.py"
+    path.write_text(USER_FILE.format(name=name, shape=shape))
+    extra = ["--io-type", "io_stream"] if name.startswith("cnv") else []
+    out = _qnet("verify", f"{path}:build", "--n", "20", *extra)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -170,3 +170,25 @@ def test_batch_first_false_is_refused() -> None:
     model = _SeqModel(batch_first=False).eval()
     with pytest.raises(UnsupportedLayerError, match="batch_first"):
         qnet.lower(model, torch.zeros(1, T, F))
+
+
+def test_plain_tensor_slice_of_the_sequence_feeds_a_linear_exactly() -> None:
+    """``fc(lstm_out.value[:, -1, :])``: a plain tensor sliced from the QuantTensor is still on
+    the LSTM's grid, so the classifier lowers (and matches Brevitas) without re-wrapping it."""
+    from brevitas.nn import QuantLinear
+
+    class Last(_SeqModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = QuantLinear(H, 3, bias=False, weight_quant=weight_quant(4))
+
+        def forward(self, x):
+            return self.fc(self.lstm(self.inp(x))[0].value[:, -1, :])
+
+    torch.manual_seed(4)
+    model = Last().eval()
+    graph = qnet.lower(model, torch.zeros(1, T, F))
+    x = _inputs(300, 4)
+    with torch.no_grad():
+        want = model(x).double().numpy()
+    np.testing.assert_array_equal(qnet.simulate(graph, x.numpy()), want)
