@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "flow",
     "rtl",
     "demo",
+    "fit",
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from qnet.cli._app import app, console, parse_reuse_factor
+from qnet.cli._app import app, config_option_help, console, resolve_build_options
 
 
 def _load_graph(source: Path) -> tuple[Any, dict[str, Any]]:
@@ -131,23 +131,33 @@ def estimate_command(
     plot: Path = typer.Option(None, "--plot", help="Write per-layer resource bars to this PNG."),
     flow: str = typer.Option("hls", "--flow", help="hls (hls4ml/Vivado HLS) or rtl (da4ml+yosys)."),
     pipeline_stages: int = typer.Option(0, "--pipeline-stages", help="rtl flow: register stages."),
+    config: Path = typer.Option(None, "--config", help=config_option_help()),
 ) -> None:
     """Estimate resources, latency and throughput of a model on a board (no vendor tool)."""
     from qnet.errors import ConfigError
     from qnet.hw.estimate import estimate
 
     graph, defaults = _load_graph(source)
-    board = board or defaults.get("board")
-    if board is None:
+    if flow == "rtl":
+        defaults.pop("reuse_factor", None)
+    opts = resolve_build_options(
+        config,
+        board=board,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        clock_mhz=clock_mhz,
+        defaults=defaults,
+    )
+    if opts.get("board") is None:
         raise ConfigError("--board is required (e.g. --board pynq-z2; 'qnet boards' lists them)")
-    default_rf = 1 if flow == "rtl" else defaults.get("reuse_factor", 1)
     est = estimate(
         graph,
-        board,
-        io_type=io_type or defaults.get("io_type", "io_parallel"),
-        reuse_factor=parse_reuse_factor(reuse_factor) if reuse_factor is not None else default_rf,
-        strategy=strategy or defaults.get("strategy", "Latency"),
-        clock_mhz=clock_mhz,
+        opts["board"],
+        io_type=opts.get("io_type", "io_parallel"),
+        reuse_factor=opts.get("reuse_factor", 1),
+        strategy=opts.get("strategy", "Latency"),
+        clock_mhz=opts.get("clock_mhz"),
         flow=flow,
         pipeline_stages=pipeline_stages,
     )
