@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "rtl",
     "demo",
     "fit",
+    "dse",
 )
 
 

@@ -1,0 +1,116 @@
+"""``qnet sweep`` and ``qnet search``: design-space runs on a local or Ray executor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from qnet.cli._app import app, console
+
+_EXECUTOR_HELP = "local (this process, default) or ray (Ray tasks; pip install '.[distributed]')."
+
+
+@contextmanager
+def _live_progress(title: str, quiet: bool) -> Iterator[Any]:
+    """A callback that redraws the progress table (finished/running/failed, best so far)."""
+    from rich.live import Live
+
+    if quiet:
+        yield None
+        return
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+
+        def update(board: Any) -> None:
+            live.update(board.rich_table(title))
+
+        yield update
+
+
+def _executor(executor: str, workers: int | None, address: str | None) -> Any:
+    from qnet.executors import make_executor
+
+    if workers is None:
+        workers = 2 if executor == "ray" else 1
+    return make_executor(executor, workers, address)
+
+
+@app.command("sweep")
+def sweep_command(
+    model: str = typer.Option(..., "--model", help="Zoo model kind, e.g. convnet2d, mlp."),
+    data: str = typer.Option(..., "--data", help="Dataset spec, e.g. digits."),
+    w_bits: str = typer.Option("2,4,8", "--w-bits", help="Weight bit widths, comma-separated."),
+    a_bits: str = typer.Option("2,4,8", "--a-bits", help="Activation bit widths."),
+    board: str = typer.Option("pynq-z2", "--board", help="Board name or .toml."),
+    out: Path = typer.Option(..., "--out", help="Output folder (resumable)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per point."),
+    io_type: str = typer.Option("io_parallel", "--io-type"),
+    reuse_factor: int = typer.Option(1, "--reuse-factor"),
+    strategy: str = typer.Option("Latency", "--strategy"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", help="Torch threads per training run."),
+    executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
+    workers: int = typer.Option(None, "--workers", help="Ray: points in flight (default 2)."),
+    address: str = typer.Option(
+        None, "--address", help="Ray: an existing cluster ('auto', 'ray://head:10001')."
+    ),
+    force: bool = typer.Option(False, "--force", help="Start over in a non-empty folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a precision grid, estimate each point, write sweep.csv and a Pareto plot."""
+    from rich.table import Table
+
+    from qnet.sweep import parse_bits, run_sweep
+
+    ws, as_ = parse_bits(w_bits, "--w-bits"), parse_bits(a_bits, "--a-bits")
+    with (
+        _executor(executor, workers, address) as runner,
+        _live_progress(f"sweep {model} on {data} ({executor})", quiet) as progress,
+    ):
+        result = run_sweep(
+            model,
+            data,
+            ws,
+            as_,
+            board,
+            out,
+            epochs=epochs,
+            io_type=io_type,
+            reuse_factor=reuse_factor,
+            strategy=strategy,
+            seed=seed,
+            num_threads=threads,
+            force=force,
+            quiet=True,
+            executor=runner,
+            progress=progress,
+        )
+    table = Table(title=f"sweep: {model} on {data}, {board}")
+    for col in ("w", "a", "test acc", "LUT", "FF", "DSP", "BRAM18K", "latency us", "fits"):
+        table.add_column(col, justify="right")
+    for p in result.points:
+        table.add_row(
+            str(p.w_bits),
+            str(p.a_bits),
+            f"{p.test_accuracy:.3f}",
+            f"{p.lut:,}",
+            f"{p.ff:,}",
+            f"{p.dsp:,}",
+            f"{p.bram_18k:,}",
+            f"{p.latency_us:.3f}",
+            "yes" if p.fits else "no",
+        )
+    console.print(table)
+    for w, a, error in result.failed:
+        console.print(f"[red]failed[/] w{w}a{a}: {error.splitlines()[0]}", highlight=False)
+    console.print(f"wrote {result.csv_path} and {result.plot_path}")
+    if result.failed:
+        from qnet.errors import QnetError
+
+        raise QnetError(
+            f"{len(result.failed)} of {len(result.failed) + len(result.points)} points failed "
+            f"(errors in {out}/points/*/error.txt); run the same command again to retry them"
+        )
