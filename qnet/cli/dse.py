@@ -114,3 +114,85 @@ def sweep_command(
             f"{len(result.failed)} of {len(result.failed) + len(result.points)} points failed "
             f"(errors in {out}/points/*/error.txt); run the same command again to retry them"
         )
+
+
+@app.command("search")
+def search_command(
+    model: str = typer.Option(..., "--model", help="convnet2d, convnet1d or mlp."),
+    data: str = typer.Option(..., "--data", help="Dataset spec, e.g. digits."),
+    board: str = typer.Option("pynq-z2", "--board", help="Board name or .toml (estimate)."),
+    trials: int = typer.Option(20, "--trials", help="Finished trials the study should hold."),
+    out: Path = typer.Option(..., "--out", help="Output folder (study.db: resumable)."),
+    objective: str = typer.Option("lut", "--objective", help="lut or latency (vs accuracy)."),
+    bits: str = typer.Option("2,3,4,6,8", "--bits", help="Bit widths a layer may take."),
+    search_width: bool = typer.Option(
+        False, "--search-width", help="Also search a width scale (0.5, 1, 2) of the layers."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per trial."),
+    io_type: str = typer.Option("io_parallel", "--io-type"),
+    reuse_factor: int = typer.Option(1, "--reuse-factor"),
+    strategy: str = typer.Option("Latency", "--strategy"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", help="Torch threads per training run."),
+    executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
+    workers: int = typer.Option(None, "--workers", help="Ray: trials in flight (default 2)."),
+    address: str = typer.Option(
+        None, "--address", help="Ray: an existing cluster ('auto', 'ray://head:10001')."
+    ),
+    force: bool = typer.Option(False, "--force", help="Start over (deletes the old study)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Optuna multi-objective search of per-layer bits: accuracy vs estimated LUTs or latency."""
+    from rich.table import Table
+
+    from qnet.search import run_search
+    from qnet.sweep import parse_bits
+
+    bit_list = parse_bits(bits, "--bits")
+    with (
+        _executor(executor, workers, address) as runner,
+        _live_progress(f"search {model} on {data} ({executor})", quiet) as progress,
+    ):
+        result = run_search(
+            model,
+            data,
+            board,
+            out,
+            trials=trials,
+            objective=objective,
+            bits=bit_list,
+            search_width=search_width,
+            epochs=epochs,
+            seed=seed,
+            num_threads=threads,
+            io_type=io_type,
+            reuse_factor=reuse_factor,
+            strategy=strategy,
+            force=force,
+            executor=runner,
+            progress=progress,
+        )
+    table = Table(title=f"search: {model} on {data}, {board} (Pareto front in bold)")
+    for col in ("trial", "w bits", "a bits", "width", "test acc", "LUT", "latency us", "fits"):
+        table.add_column(col, justify="right")
+    for r in result.rows:
+        if r["state"] != "complete":
+            table.add_row(str(r["trial"]), r["w_bits"], r["a_bits"], "", "failed", "", "", "")
+            continue
+        style = "bold" if r["pareto"] else None
+        table.add_row(
+            str(r["trial"]),
+            r["w_bits"],
+            r["a_bits"],
+            f"{r['width']:g}",
+            f"{r['accuracy']:.3f}",
+            f"{r['lut']:,}",
+            f"{r['latency_us']:.3f}",
+            "yes" if r["fits"] else "no",
+            style=style,
+        )
+    console.print(table)
+    console.print(
+        f"{len(result.pareto)} trial(s) on the Pareto front; wrote {result.csv_path}, "
+        f"{result.plot_path} and {result.db_path} (run again to continue the study)"
+    )
