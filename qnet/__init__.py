@@ -29,6 +29,7 @@ __all__ = [
     "lower",
     "simulate",
     "verify",
+    "fit",
     "FixedType",
     "HwGraph",
     "QnetError",
@@ -48,6 +49,7 @@ _LAZY = {
     "lower": "qnet.lower",
     "simulate": "qnet.hw.simulate",
     "verify": "qnet.verify",
+    "fit": "qnet.fitting",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
 }

@@ -1,4 +1,4 @@
-"""qnet.fit: build options chosen from the estimator, checked against brute force."""
+"""qnet.fit (qnet.fitting): build options chosen from the estimator, checked by brute force."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qnet.errors import ConfigError
-from qnet.fit import fit, load_build_config
+from qnet.fitting import fit, load_build_config
 from qnet.hw.estimate import IO_TYPES, STRATEGIES, estimate, valid_reuse_factors
 
 sys.path.insert(0, str(Path(__file__).parent / "export"))
@@ -196,3 +196,10 @@ def test_cli_fit_then_estimate_with_config(tmp_path: Path, capsys) -> None:
     code = _cli("fit", str(big), "--board", str(tiny), "--out", str(tmp_path / "no.json"))
     assert code == 2 and not (tmp_path / "no.json").exists()
     assert "closest" in capsys.readouterr().err
+
+
+def test_fit_is_public_api() -> None:
+    import qnet
+    import qnet.fitting
+
+    assert qnet.fit is qnet.fitting.fit and callable(qnet.fit)

@@ -80,7 +80,7 @@ def resolve_build_options(
     Returns a dict with ``board``, ``io_type``, ``reuse_factor`` (parsed), ``strategy`` and
     ``clock_mhz`` (absent keys stay absent when nobody sets them).
     """
-    from qnet.fit import load_build_config
+    from qnet.fitting import load_build_config
 
     out: dict = dict(defaults or {})
     if config is not None:

@@ -55,7 +55,7 @@ def sweep_command(
     executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
     workers: int = typer.Option(None, "--workers", help="Ray: points in flight (default 2)."),
     address: str = typer.Option(
-        None, "--address", help="Ray: an existing cluster ('auto', 'ray://head:10001')."
+        None, "--address", help="Ray: an existing cluster ('auto', or 'HEAD_IP:6379')."
     ),
     force: bool = typer.Option(False, "--force", help="Start over in a non-empty folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -137,7 +137,7 @@ def search_command(
     executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
     workers: int = typer.Option(None, "--workers", help="Ray: trials in flight (default 2)."),
     address: str = typer.Option(
-        None, "--address", help="Ray: an existing cluster ('auto', 'ray://head:10001')."
+        None, "--address", help="Ray: an existing cluster ('auto', or 'HEAD_IP:6379')."
     ),
     force: bool = typer.Option(False, "--force", help="Start over (deletes the old study)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),

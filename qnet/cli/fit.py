@@ -37,7 +37,7 @@ def fit_command(
     """
     from qnet.cli.flow import _estimate_table
     from qnet.errors import NothingFitsError
-    from qnet.fit import fit
+    from qnet.fitting import fit
     from qnet.sources import load_graph
 
     graph = load_graph(source)
