@@ -203,3 +203,28 @@ def test_fit_is_public_api() -> None:
     import qnet.fitting
 
     assert qnet.fit is qnet.fitting.fit and callable(qnet.fit)
+
+
+@pytest.mark.csim
+def test_fit_config_exports_and_verifies_exactly(tmp_path: Path) -> None:
+    """fit.json drives export (per-layer reuse factors in the firmware) and verify (exact)."""
+    import re
+
+    from qnet.data import load_dataset
+    from qnet.lower import lower_checkpoint
+    from qnet.train import TrainConfig, default_model_config, train
+
+    data = load_dataset("digits", "mlp")
+    cfg = default_model_config("mlp", data, hidden=(16,))
+    ckpt = train(cfg, TrainConfig(epochs=1), data, tmp_path / "run", quiet=True).checkpoint_path
+    result = fit(lower_checkpoint(ckpt), "pynq-z2", target_throughput=2e6)
+    assert result.fits and max(result.options["reuse_factor"].values()) > 1
+    config = result.write(tmp_path / "fit.json")
+    prj = tmp_path / "prj"
+    assert _cli("export", str(ckpt), "--config", str(config), "--out", str(prj)) == 0
+    params = (prj / "hls4ml_prj" / "firmware" / "parameters.h").read_text()
+    written = {int(v) for v in re.findall(r"reuse_factor = (\d+);", params)}
+    assert set(result.options["reuse_factor"].values()) <= written
+    strategies = set(re.findall(r"strategy = nnet::(\w+);", params))
+    assert strategies == {result.options["strategy"].lower()}
+    assert _cli("verify", str(ckpt), "--config", str(config), "--n", "200") == 0
