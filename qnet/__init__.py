@@ -47,7 +47,7 @@ __all__ = [
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
     "lower": "qnet.lower",
-    "simulate": "qnet.hw.simulate",
+    "simulate": "qnet.hw.simulator",
     "verify": "qnet.verify",
     "fit": "qnet.fitting",
     "FixedType": "qnet.hw.fixed",

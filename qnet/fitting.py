@@ -1,10 +1,10 @@
 """Fit a model to a board: choose per-layer reuse factors, io_type and strategy.
 
 :func:`fit` searches the hls4ml build options of an :class:`~qnet.hw.graph.HwGraph` with the
-analytic estimator (:func:`qnet.hw.estimate.estimate`) as its only cost model:
+analytic estimator (:func:`qnet.hw.estimate`) as its only cost model:
 
 - every Dense/Conv layer gets a reuse factor hls4ml accepts for it
-  (:func:`qnet.hw.estimate.valid_reuse_factors`), every ``io_type`` x ``strategy`` pair is
+  (:func:`qnet.hw.estimator.valid_reuse_factors`), every ``io_type`` x ``strategy`` pair is
   tried;
 - a design *fits* when every resource stays within ``(1 - margin)`` of the board's capacity
   (default margin 0.2: at most 80 % of LUT, FF, DSP, BRAM and URAM, headroom for the estimate's
@@ -63,7 +63,7 @@ class FitResult:
         one was given).
     options : dict
         ``board``, ``io_type``, ``strategy``, ``reuse_factor`` (per layer), ``clock_mhz``.
-    estimate : qnet.hw.estimate.Estimate
+    estimate : qnet.hw.estimator.Estimate
         Whole-design estimate of ``options``.
     margin : float
     target_throughput : float or None
@@ -155,7 +155,7 @@ def _rows_for(
     graph: Any, board: Any, io_type: str, strategy: str, clock_mhz: float, options: dict[str, list]
 ) -> tuple[dict[str, dict[int, Any]], list[Any]]:
     """Per MAC layer, the estimate row of each valid reuse factor; and the other layers' rows."""
-    from qnet.hw.estimate import estimate
+    from qnet.hw.estimator import estimate
 
     longest = max((len(v) for v in options.values()), default=1)
     rows: dict[str, dict[int, Any]] = {name: {} for name in options}
@@ -273,7 +273,7 @@ def fit(
         or strategy, or a graph without any layer the estimator can size.
     """
     from qnet.hw.boards import load_board
-    from qnet.hw.estimate import IO_TYPES, STRATEGIES, estimate, valid_reuse_factors
+    from qnet.hw.estimator import IO_TYPES, STRATEGIES, estimate, valid_reuse_factors
 
     board_obj = load_board(board)
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:

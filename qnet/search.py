@@ -208,7 +208,7 @@ def run_search(
 
     from qnet.data import load_dataset
     from qnet.hw.boards import load_board
-    from qnet.hw.estimate import estimate
+    from qnet.hw.estimator import estimate
     from qnet.lower import lower_checkpoint
     from qnet.train import default_model_config
 

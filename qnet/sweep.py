@@ -3,7 +3,7 @@
 :func:`run_sweep` trains every grid point with :func:`qnet.train.train` as a task of an
 executor (:mod:`qnet.executors`: this process by default, or Ray workers), writes the files
 each task returns into ``OUT/points/w{W}a{A}/``, records the point in ``point.json``
-(atomically, last), lowers the checkpoint and runs :func:`qnet.hw.estimate.estimate`, and
+(atomically, last), lowers the checkpoint and runs :func:`qnet.hw.estimator.estimate`, and
 finally writes ``sweep.csv`` and ``pareto.png`` (accuracy vs LUTs and vs latency, Pareto
 fronts drawn). A point whose ``point.json`` exists is not retrained, so an interrupted sweep
 resumes where it stopped; a point whose training raised is recorded (``error.txt``, a
@@ -263,7 +263,7 @@ def run_sweep(
         ``sweep.csv`` with ``status=failed`` and their error.
     """
     from qnet.hw.boards import load_board
-    from qnet.hw.estimate import estimate
+    from qnet.hw.estimator import estimate
     from qnet.lower import lower_checkpoint
 
     board_obj = load_board(board)
