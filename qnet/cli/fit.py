@@ -46,6 +46,20 @@ def fit_command(
             graph, board, margin=margin, target_throughput=target_throughput, clock_mhz=clock_mhz
         )
     _estimate_table(result.estimate)
+    from rich.table import Table
+
+    alt = Table(title="best design of each io_type x strategy")
+    for col in ("io_type", "strategy", "fits", "throughput/s", "peak utilisation %"):
+        alt.add_column(col, justify="left" if col in ("io_type", "strategy") else "right")
+    for a in result.alternatives:
+        alt.add_row(
+            a["io_type"],
+            a["strategy"],
+            "yes" if a["fits"] and a["reaches_target"] else "no",
+            f"{a['throughput_per_s']:,.0f}",
+            f"{a['peak_utilisation_percent']:.1f}",
+        )
+    console.print(alt)
     if not result.fits:
         raise NothingFitsError(result.message)
     result.write(out)
