@@ -207,9 +207,9 @@ def run_search(
     import shutil
 
     from qnet.data import load_dataset
+    from qnet.evaluation import lower_checkpoint
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
-    from qnet.lower import lower_checkpoint
     from qnet.train import default_model_config
 
     optuna = _import_optuna()

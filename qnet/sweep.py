@@ -262,9 +262,9 @@ def run_sweep(
         The points that trained (grid order); failed points are in ``failed`` and in
         ``sweep.csv`` with ``status=failed`` and their error.
     """
+    from qnet.evaluation import lower_checkpoint
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
-    from qnet.lower import lower_checkpoint
 
     board_obj = load_board(board)
     out = Path(out_dir)

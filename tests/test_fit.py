@@ -211,7 +211,7 @@ def test_fit_config_exports_and_verifies_exactly(tmp_path: Path) -> None:
     import re
 
     from qnet.data import load_dataset
-    from qnet.lower import lower_checkpoint
+    from qnet.evaluation import lower_checkpoint
     from qnet.train import TrainConfig, default_model_config, train
 
     data = load_dataset("digits", "mlp")
