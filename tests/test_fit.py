@@ -228,3 +228,15 @@ def test_fit_config_exports_and_verifies_exactly(tmp_path: Path) -> None:
     strategies = set(re.findall(r"strategy = nnet::(\w+);", params))
     assert strategies == {result.options["strategy"].lower()}
     assert _cli("verify", str(ckpt), "--config", str(config), "--n", "200") == 0
+
+
+def test_estimate_input_mux_is_bounded_by_n_in() -> None:
+    """Past R = n_in a lane's input mux stays n_in:1 (hls4ml walks the inputs cyclically), so
+    fewer lanes cost fewer LUTs; fit relies on that to shrink big dense layers."""
+    graph = make_mlp(4, n_in=256, hidden=())
+    n_in, n_out = 256, 10
+    lut = {
+        rf: estimate(graph, "zcu104", "io_parallel", {"out": rf}, "Resource").layers[-1].lut
+        for rf in (n_in, n_in * n_out)
+    }
+    assert lut[n_in * n_out] * 5 < lut[n_in]
