@@ -35,10 +35,10 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
 ) -> None:
     """Write the hls4ml project, QONNX model and HwGraph of a model for a board."""
-    from qnet.export.project import write_export_project
+    from qnet.projects import export_project
 
     with console.status("exporting (lowering, hls4ml project, QONNX)..."):
-        summary = write_export_project(
+        summary = export_project(
             str(model),
             out,
             board=board,

@@ -16,9 +16,9 @@ pytest.importorskip("hls4ml")
 from qnet.checkpoint import save_checkpoint  # noqa: E402
 from qnet.cli import main  # noqa: E402
 from qnet.errors import OutputExistsError  # noqa: E402
-from qnet.export.project import write_export_project  # noqa: E402
 from qnet.hw.graph import HwGraph  # noqa: E402
 from qnet.models import ModelConfig, build_model  # noqa: E402
+from qnet.projects import export_project  # noqa: E402
 
 
 def run(argv: list[str]) -> int:
@@ -47,7 +47,7 @@ def ckpt(tmp_path_factory):
 
 def test_export_writes_project_atomically_and_refuses_overwrite(ckpt, tmp_path) -> None:
     out = tmp_path / "prj"
-    summary = write_export_project(ckpt, out, board="pynq-z2", reuse_factor=1, formats=("hls4ml",))
+    summary = export_project(ckpt, out, board="pynq-z2", reuse_factor=1, formats=("hls4ml",))
     assert {"hls4ml_prj", "hwgraph.npz", "qnet_export.json"} <= set(summary.files)
     info = json.loads((out / "qnet_export.json").read_text())
     assert info["board"] == "pynq-z2" and info["part"] == "xc7z020clg400-1"
@@ -60,9 +60,9 @@ def test_export_writes_project_atomically_and_refuses_overwrite(ckpt, tmp_path) 
     assert [p.name for p in tmp_path.iterdir()] == ["prj"]
     assert ".tmp" not in (out / "hls4ml_prj" / "hls4ml_config.yml").read_text()
     with pytest.raises(OutputExistsError, match="--force"):
-        write_export_project(ckpt, out, formats=("hls4ml",))
+        export_project(ckpt, out, formats=("hls4ml",))
     (out / "marker").write_text("old")
-    write_export_project(ckpt, out, io_type="io_stream", formats=("hls4ml",), force=True)
+    export_project(ckpt, out, io_type="io_stream", formats=("hls4ml",), force=True)
     assert not (out / "marker").exists()
     assert json.loads((out / "qnet_export.json").read_text())["io_type"] == "io_stream"
 
@@ -70,7 +70,7 @@ def test_export_writes_project_atomically_and_refuses_overwrite(ckpt, tmp_path) 
 def test_failed_export_leaves_nothing(ckpt, tmp_path) -> None:
     out = tmp_path / "prj"
     with pytest.raises(Exception, match="reuse factor"):
-        write_export_project(ckpt, out, reuse_factor=7, formats=("hls4ml",))
+        export_project(ckpt, out, reuse_factor=7, formats=("hls4ml",))
     assert list(tmp_path.iterdir()) == []
 
 
