@@ -28,7 +28,10 @@ __all__ = [
     "__version__",
     "lower",
     "simulate",
+    "estimate",
     "verify",
+    "to_hls4ml",
+    "to_verilog",
     "FixedType",
     "HwGraph",
     "QnetError",
@@ -43,11 +46,15 @@ __all__ = [
     "VerificationError",
 ]
 
-# name -> module that defines it; imported on first access (PEP 562).
+# name -> module that defines it; imported on first access (PEP 562). No module of this
+# package is named like one of these functions, so importing a submodule never hides one.
 _LAZY = {
     "lower": "qnet.lower",
     "simulate": "qnet.hw.simulate",
-    "verify": "qnet.verify",
+    "estimate": "qnet.hw.estimate",
+    "verify": "qnet.verification",
+    "to_hls4ml": "qnet.export.hls",
+    "to_verilog": "qnet.export.verilog",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
 }

@@ -71,7 +71,7 @@ def run_demo(
     from qnet.plots import plot_confusion, plot_estimate
     from qnet.projects import export_project
     from qnet.train import TrainConfig, default_model_config, evaluate, train
-    from qnet.verify import verify
+    from qnet.verification import verify
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:

@@ -1,8 +1,9 @@
 """``qnet export`` and ``qnet verify``.
 
-``qnet verify`` exits 0 when every compared pair is exactly equal, 2 on any mismatch (a
-:class:`qnet.errors.VerificationError`, after the table is printed), 3 when a required tool
-(g++) is missing.
+``qnet verify`` exits 0 when every requested executor ran and every compared pair is exactly
+equal; 2 on any mismatch or, with ``--allow-missing``, when a requested executor did not run
+(a :class:`qnet.errors.VerificationError`, after the table is printed); 3 when a required tool
+(g++, Verilator) is missing and ``--allow-missing`` is not given.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def verify_command(
         500, "--n", help="Number of inputs (test split of the checkpoint's data)."
     ),
     rtl: bool = typer.Option(False, "--rtl", help="Also run the RTL (da4ml + Verilator) executor."),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Report a requested executor that cannot run as NOT VERIFIED (still exit 2) "
+        "instead of stopping with an error.",
+    ),
     io_type: str = typer.Option("io_parallel", "--io-type", help="io_parallel or io_stream."),
     reuse_factor: str = typer.Option("1", "--reuse-factor", help="N, or layer=N,... per layer."),
     strategy: str = typer.Option("Latency", "--strategy", help="Latency or Resource."),
@@ -79,7 +86,7 @@ def verify_command(
 ) -> None:
     """Run Brevitas, the simulator and hls4ml C simulation; exit 2 on any mismatch."""
     from qnet.errors import VerificationError
-    from qnet.verify import verification_inputs, verify
+    from qnet.verification import verification_inputs, verify
 
     with console.status("loading model and inputs..."):
         source, x, where = verification_inputs(str(model), n, seed)
@@ -91,6 +98,7 @@ def verify_command(
             x,
             board=board,
             rtl=rtl,
+            allow_missing=allow_missing,
             io_type=io_type,
             reuse_factor=parse_reuse_factor(reuse_factor),
             strategy=strategy,
@@ -100,4 +108,8 @@ def verify_command(
     )
     console.print(report.table(), highlight=False)
     if not report.all_exact:
+        if report.not_verified:
+            raise VerificationError(
+                f"NOT VERIFIED: {', '.join(report.not_verified)} did not run (see the table above)"
+            )
         raise VerificationError("executors disagree (see the table above)")

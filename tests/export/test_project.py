@@ -99,3 +99,37 @@ def test_cli_export_summary(ckpt, tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "pynq-z2" in text and "reuse factor 2" in text
     assert np.isfinite(json.loads((out / "qnet_export.json").read_text())["clock_period_ns"])
+
+
+def test_cli_verify_requested_executors_that_cannot_run(ckpt, monkeypatch, capsys) -> None:
+    """--rtl without Verilator (and csim without g++): exit 3 naming the tool; with
+    --allow-missing the table says NOT VERIFIED and the exit code is still non-zero."""
+    from qnet.errors import ToolNotFoundError
+    from qnet.export import verilog
+    from qnet.export.hls_base import HlsExport
+
+    def missing(*args, **kwargs):
+        raise ToolNotFoundError("the tool is not installed")
+
+    monkeypatch.setattr(verilog, "verilator_env", missing)
+    monkeypatch.setattr(HlsExport, "compile", missing)
+    assert run(["verify", str(ckpt), "--n", "20", "--rtl"]) == 3
+    assert "executor cannot run" in capsys.readouterr().err
+    assert run(["verify", str(ckpt), "--n", "20", "--rtl", "--allow-missing"]) == 2
+    captured = capsys.readouterr()
+    assert "csim: NOT VERIFIED" in captured.out and "rtl: NOT VERIFIED" in captured.out
+    assert "brevitas vs simulator" in captured.out and "ALL EXACT" not in captured.out
+    assert "NOT VERIFIED" in captured.err
+
+
+def test_write_export_project_needs_only_a_graph(ckpt, tmp_path) -> None:
+    """qnet.export writes a project from a HwGraph alone (no model, no data set)."""
+    from qnet.export.project import write_export_project
+    from qnet.sources import load_graph
+
+    graph = load_graph(ckpt)
+    summary = write_export_project(graph, tmp_path / "prj", formats=("hls4ml", "qonnx"))
+    assert "model.qonnx.onnx" not in summary.files
+    assert any("no Brevitas model" in note for note in summary.notes)
+    tb = tmp_path / "prj" / "hls4ml_prj" / "tb_data" / "tb_input_features.dat"
+    assert len(tb.read_text().splitlines()) == 100
