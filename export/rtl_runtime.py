@@ -23,7 +23,7 @@ from qnet.errors import BuildError, DataError, FormatError, ToolNotFoundError
 from qnet.export.rtl_codegen import VerilogProject
 from qnet.export.rtl_trace import RTL_INSTALL_HINT
 from qnet.hw.graph import HwGraph
-from qnet.hw.simulate import _check_input
+from qnet.hw.simulator import _check_input
 
 __all__ = ["verilator_env", "RtlModel", "compile_project", "load_rtl"]
 

@@ -2,7 +2,7 @@
 
 Each ``FixedVariable`` carries the exact value interval and lsb of one signal. A trace
 function per layer kind (explicit registry :data:`TRACERS`) builds the same arithmetic as
-:mod:`qnet.hw.simulate`: constant-matrix products as shift-add networks (da4ml's CMVM solver;
+:mod:`qnet.hw.simulator`: constant-matrix products as shift-add networks (da4ml's CMVM solver;
 the weights are the layers' integer mantissas), the bias as a constant add, max trees,
 comparisons, and every cast into a layer's ``FixedType`` built from primitive operations so that
 each rounding mode (including ``AP_RND_CONV``, ties to even, which da4ml's own ``quantize``
@@ -30,7 +30,7 @@ import numpy as np
 from qnet.errors import FormatError, ToolNotFoundError, UnsupportedLayerError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import HwGraph, Layer, _ensure_kinds_loaded
-from qnet.hw.simulate import _check_input
+from qnet.hw.simulator import _check_input
 
 __all__ = [
     "TRACERS",

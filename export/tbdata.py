@@ -15,7 +15,7 @@ import numpy as np
 
 from qnet.export.hls_base import HlsExport, to_channels_last
 from qnet.hw.atomic import atomic_write
-from qnet.hw.simulate import simulate
+from qnet.hw.simulator import simulate
 
 __all__ = ["write_tb_data"]
 

@@ -50,8 +50,8 @@ __all__ = [
 # package is named like one of these functions, so importing a submodule never hides one.
 _LAZY = {
     "lower": "qnet.lower",
-    "simulate": "qnet.hw.simulate",
-    "estimate": "qnet.hw.estimate",
+    "simulate": "qnet.hw.simulator",
+    "estimate": "qnet.hw.estimator",
     "verify": "qnet.verification",
     "to_hls4ml": "qnet.export.hls",
     "to_verilog": "qnet.export.verilog",

@@ -65,8 +65,8 @@ def run_demo(
     from qnet.checkpoint import load_checkpoint
     from qnet.data import load_dataset
     from qnet.hw.boards import load_board
-    from qnet.hw.estimate import estimate
-    from qnet.hw.simulate import simulate
+    from qnet.hw.estimator import estimate
+    from qnet.hw.simulator import simulate
     from qnet.lower import lower
     from qnet.plots import plot_confusion, plot_estimate
     from qnet.projects import export_project

@@ -39,8 +39,8 @@ def test_help_and_version_do_not_import_heavy_libraries() -> None:
 def test_hw_imports_without_torch() -> None:
     code = (
         "import sys\n"
-        "import qnet.hw, qnet.hw.graph, qnet.hw.simulate, qnet.hw.fixed\n"
-        "for name in ('qnet.hw.boards', 'qnet.hw.estimate', 'qnet.hw.lstm'):\n"
+        "import qnet.hw, qnet.hw.graph, qnet.hw.simulator, qnet.hw.fixed\n"
+        "for name in ('qnet.hw.boards', 'qnet.hw.estimator', 'qnet.hw.lstm'):\n"
         "    try:\n"
         "        __import__(name)\n"
         "    except ModuleNotFoundError as e:\n"
@@ -103,6 +103,7 @@ def test_normal_install_imports_hw_and_export(tmp_path: Path) -> None:
 #: Public functions that must stay functions whatever was imported before, by namespace.
 PUBLIC_FUNCTIONS = {
     "qnet": ("simulate", "estimate", "verify", "to_hls4ml", "to_verilog"),
+    "qnet.hw": ("simulate", "estimate", "load_board"),
     "qnet.export": (
         "to_hls4ml",
         "to_verilog",
