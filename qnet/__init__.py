@@ -49,7 +49,7 @@ __all__ = [
 # name -> module that defines it; imported on first access (PEP 562). No module of this
 # package is named like one of these functions, so importing a submodule never hides one.
 _LAZY = {
-    "lower": "qnet.lower",
+    "lower": "qnet.lowering",
     "simulate": "qnet.hw.simulator",
     "estimate": "qnet.hw.estimator",
     "verify": "qnet.verification",

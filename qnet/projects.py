@@ -64,7 +64,7 @@ def export_project(
     out, board, io_type, reuse_factor, strategy, clock_period_ns, formats, force
         As :func:`qnet.export.project.write_export_project`.
     """
-    from qnet.lower import lower
+    from qnet.lowering import lower
 
     check_export_request(out, formats, force)  # fail before loading anything
     source = load_model(model_spec)

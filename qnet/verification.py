@@ -302,7 +302,7 @@ def _resolve_model(model_or_checkpoint: ModelInput, x: np.ndarray) -> tuple[Any,
     model = _resolve_model_only(model_or_checkpoint)
     import torch
 
-    from qnet.lower import lower
+    from qnet.lowering import lower
 
     graph = lower(model, torch.as_tensor(x[:1], dtype=torch.float32))
     return model, graph

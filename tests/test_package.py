@@ -102,7 +102,7 @@ def test_normal_install_imports_hw_and_export(tmp_path: Path) -> None:
 
 #: Public functions that must stay functions whatever was imported before, by namespace.
 PUBLIC_FUNCTIONS = {
-    "qnet": ("simulate", "estimate", "verify", "to_hls4ml", "to_verilog"),
+    "qnet": ("lower", "simulate", "estimate", "verify", "to_hls4ml", "to_verilog"),
     "qnet.hw": ("simulate", "estimate", "load_board"),
     "qnet.export": (
         "to_hls4ml",
@@ -157,3 +157,18 @@ def test_public_functions_stay_functions_after_every_submodule_is_imported() -> 
     import qnet
 
     assert qnet.verify.__module__ == "qnet.verification"
+    assert "qnet._callable" not in result["imported"]  # no class-swapping module trick left
+
+
+def test_lower_is_the_function_whatever_was_imported() -> None:
+    import importlib.util
+    import types
+
+    import qnet
+    import qnet.evaluation
+    import qnet.lowering
+    import qnet.lowering.driver  # noqa: F401
+
+    assert isinstance(qnet.lower, types.FunctionType)
+    assert qnet.lower is qnet.lowering.lower
+    assert importlib.util.find_spec("qnet.lower") is None  # no module to shadow the function
