@@ -32,6 +32,7 @@ __all__ = [
     "verify",
     "to_hls4ml",
     "to_verilog",
+    "fit",
     "FixedType",
     "HwGraph",
     "QnetError",
@@ -55,6 +56,7 @@ _LAZY = {
     "verify": "qnet.verification",
     "to_hls4ml": "qnet.export.hls",
     "to_verilog": "qnet.export.verilog",
+    "fit": "qnet.fitting",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
 }

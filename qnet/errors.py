@@ -31,6 +31,7 @@ __all__ = [
     "OpenSynthError",
     "TrainingInterrupted",
     "InternalError",
+    "NothingFitsError",
 ]
 
 
@@ -76,6 +77,10 @@ class OutputExistsError(QnetError):
 
 class VerificationError(QnetError):
     """Executors that must agree bit for bit did not."""
+
+
+class NothingFitsError(QnetError):
+    """No build configuration fits the board (``qnet fit``); the message names the closest."""
 
 
 class ToolError(QnetError):

@@ -102,7 +102,7 @@ def test_normal_install_imports_hw_and_export(tmp_path: Path) -> None:
 
 #: Public functions that must stay functions whatever was imported before, by namespace.
 PUBLIC_FUNCTIONS = {
-    "qnet": ("lower", "simulate", "estimate", "verify", "to_hls4ml", "to_verilog"),
+    "qnet": ("lower", "simulate", "estimate", "verify", "to_hls4ml", "to_verilog", "fit"),
     "qnet.hw": ("simulate", "estimate", "load_board"),
     "qnet.export": (
         "to_hls4ml",

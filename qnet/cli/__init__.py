@@ -23,7 +23,9 @@ def _load_commands() -> None:
     import qnet.cli.boards
     import qnet.cli.flow
     import qnet.cli.rtl
-    import qnet.cli.demo  # noqa: F401
+    import qnet.cli.demo
+    import qnet.cli.fit
+    import qnet.cli.dse  # noqa: F401
     # isort: on
 
 
