@@ -97,4 +97,4 @@ def test_binary_and_ternary_csim_and_rtl_equal_simulator() -> None:
     x = np.random.default_rng(1).normal(size=(64, 16)).astype(np.float32)
     report = qnet.verify(m, x, rtl=True)
     assert report.all_exact, report.table()
-    assert {r.name for r in report.runs if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
+    assert {r.name for r in report.executors if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}

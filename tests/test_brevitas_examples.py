@@ -150,7 +150,7 @@ def test_tfc_csim_and_rtl_equal_simulator_and_brevitas() -> None:
     x = inputs(shape, 50)
     report = qnet.verify(model, x, rtl=True)
     assert report.all_exact, report.table()
-    assert {r.name for r in report.runs if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
+    assert {r.name for r in report.executors if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
 
 
 @pytest.mark.slow
@@ -160,7 +160,7 @@ def test_cnv_csim_io_stream_equals_simulator_and_brevitas() -> None:
     x = inputs(shape, 20)
     report = qnet.verify(model, x, io_type="io_stream")
     assert report.all_exact, report.table()
-    assert {r.name for r in report.runs if r.ran} >= {"brevitas", "simulator", "csim"}
+    assert {r.name for r in report.executors if r.ran} >= {"brevitas", "simulator", "csim"}
 
 
 USER_FILE = """
