@@ -17,6 +17,7 @@ fused multiply-add in NumPy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,8 @@ class HostOp:
             for name, c in (("c", self.const), ("d", self.const2)):
                 if c is not None:
                     shown = f"{float(c.reshape(-1)[0]):g}" if c.size == 1 else f"<{c.shape}>"
-                    text = text.replace(name, shown, 1) if name in text else text
+                    text = re.sub(rf"\b{name}\b", shown, text)
+        text = f"{self.op}: {text}"
         return f"{text}  [{self.source}]" if self.source else text
 
     def to_json(self) -> dict[str, Any]:

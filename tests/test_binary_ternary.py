@@ -20,7 +20,6 @@ from brevitas.quant import (  # noqa: E402
 )
 
 import qnet  # noqa: E402
-from qnet.errors import UnsupportedLayerError  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -81,13 +80,17 @@ def test_binary_and_ternary_layers_are_exact() -> None:
     assert np.array_equal(qnet.simulate(graph, x), _brevitas(m, x))
 
 
-def test_ternary_input_quantiser_is_refused_clearly() -> None:
+def test_ternary_input_quantiser_is_exact() -> None:
+    """Brevitas' SignedTernaryActPerTensorConst is a 2-bit narrow rounding quantiser: on the
+    model input it is the input port's type."""
     m = torch.nn.Sequential(
         qnn.QuantIdentity(act_quant=TernaryAct, return_quant_tensor=True),
         qnn.QuantLinear(4, 2, bias=False, weight_quant=TernaryWeight),
     ).eval()
-    with pytest.raises(UnsupportedLayerError, match="ternary quantiser on the model input"):
-        qnet.lower(m, torch.zeros(1, 4))
+    graph = qnet.lower(m, torch.zeros(1, 4))
+    x = np.random.default_rng(2).normal(size=(500, 4)).astype(np.float32)
+    x[:50] = np.float32(0.5)  # the tie: rounds half to even (0), as Brevitas
+    assert np.array_equal(qnet.simulate(graph, x), _brevitas(m, x))
 
 
 @pytest.mark.slow
