@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qnet.errors import UnsupportedLayerError
+from qnet.errors import InternalError, UnsupportedLayerError
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import Layer
 
@@ -151,7 +151,7 @@ class LowerContext:
     def add(self, layer: Layer) -> TensorRef:
         """Append a layer (names must be unique) and return the ref of its output."""
         if layer.name in self._by_name:
-            raise UnsupportedLayerError(f"internal: duplicate layer name {layer.name!r}")
+            raise InternalError(f"duplicate layer name {layer.name!r}")
         self.layers.append(layer)
         self._by_name[layer.name] = layer
         return TensorRef(layer.name, layer.out_type, layer.out_shape)
