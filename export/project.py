@@ -55,7 +55,7 @@ class ExportSummary:
     part: str
     clock_period_ns: float
     io_type: str
-    reuse_factor: Any
+    reuse_factor: int | dict[str, int]
     strategy: str
     input_type: str
     output_type: str
@@ -182,17 +182,19 @@ def write_export_project(
         clock = (
             clock_period_ns if clock_period_ns is not None else 1000.0 / board_obj.default_clock_mhz
         )
-        info = {
+        backend = export.backend if export else board_obj.hls4ml_backend
+        used_strategy = export.strategy if export else strategy
+        info: dict[str, Any] = {
             "format": "qnet.export",
             "qnet_version": __version__,
             "source": source,
             "board": board_obj.name,
             "part": board_obj.part,
-            "backend": export.backend if export else board_obj.hls4ml_backend,
+            "backend": backend,
             "clock_period_ns": float(clock),
             "io_type": io_type,
             "reuse_factor": reuse_factor if isinstance(reuse_factor, int) else dict(reuse_factor),
-            "strategy": export.strategy if export else strategy,
+            "strategy": used_strategy,
             "input_type": str(graph.input_type),
             "output_type": str(graph.output_type),
             "input_shape": list(graph.input.out_shape),
@@ -207,14 +209,14 @@ def write_export_project(
         out=out,
         files=files,
         board=board_obj.name,
-        backend=info["backend"],
+        backend=backend,
         part=board_obj.part,
         clock_period_ns=float(clock),
         io_type=io_type,
         reuse_factor=info["reuse_factor"],
-        strategy=info["strategy"],
-        input_type=info["input_type"],
-        output_type=info["output_type"],
+        strategy=used_strategy,
+        input_type=str(graph.input_type),
+        output_type=str(graph.output_type),
         layers=len(graph.layers),
         notes=tuple(notes),
     )
