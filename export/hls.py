@@ -64,6 +64,7 @@ from qnet.hw.graph import (
     Quant,
     ReLU,
 )
+from qnet.hw.options import IO_TYPES, STRATEGIES, valid_reuse_factors
 
 __all__ = [
     "to_hls4ml",
@@ -72,13 +73,8 @@ __all__ = [
     "HLS_HANDLERS",
     "register_hls_handler",
     "quantize_input",
-    "IO_TYPES",
-    "valid_reuse_factors",
-    "STRATEGIES",
 ]
 
-IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("Latency", "Resource")
 
 #: Signature of an export handler: (layer, graph, ctx) -> None (appends via ctx.add).
 HlsHandler = Callable[[Any, HwGraph, "HlsContext"], None]
@@ -532,7 +528,7 @@ def _backend_for(board: Any) -> tuple[str, str | None]:
     return backend, None
 
 
-def _check_reuse_factors(ctx: HlsContext, backend: Any) -> None:
+def _check_reuse_factors(ctx: HlsContext) -> None:
     for entry in ctx.layers:
         cls = entry["class_name"]
         if cls not in ("Dense", "Conv1D", "Conv2D"):
@@ -545,42 +541,13 @@ def _check_reuse_factors(ctx: HlsContext, backend: Any) -> None:
             n_out = entry["n_filt"]
         if not isinstance(rf, int) or rf < 1:
             raise ConfigError(f"reuse factor must be a positive integer, got {rf!r}")
-        if not backend._validate_reuse_factor(n_in, n_out, rf):
-            valid = backend.get_valid_reuse_factors(n_in, n_out)
+        valid = valid_reuse_factors(n_in, n_out)
+        if rf not in valid:
             hw = ctx.hw_of_hls.get(entry["name"], entry["name"])
             raise ConfigError(
                 f"reuse factor {rf} is not valid for layer {hw!r} ({n_in} inputs x {n_out} outputs); "
                 f"valid reuse factors: {', '.join(map(str, valid))}"
             )
-
-
-def _mult_size(layer: Layer) -> tuple[int, int] | None:
-    if isinstance(layer, Dense):
-        return layer.in_features, layer.out_features
-    if isinstance(layer, Conv):
-        return layer.in_channels * int(np.prod(layer.kernel)), layer.out_features
-    return None
-
-
-def valid_reuse_factors(graph: HwGraph) -> list[int]:
-    """Reuse factors hls4ml accepts for every Dense/Conv layer of ``graph`` (ascending)."""
-    import contextlib
-    import io
-    import warnings
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import hls4ml
-
-    backend = hls4ml.backends.get_backend("Vitis")
-    common: set[int] | None = None
-    for layer in graph.layers:
-        size = _mult_size(layer)
-        if size is None:
-            continue
-        valid = set(backend.get_valid_reuse_factors(*size))
-        common = valid if common is None else common & valid
-    return sorted(common if common is not None else {1})
 
 
 @dataclass(frozen=True, eq=False)
@@ -844,7 +811,7 @@ def to_hls4ml(
         from hls4ml.model.graph import ModelGraph
 
     backend = hls4ml.backends.get_backend(backend_name)
-    _check_reuse_factors(ctx, backend)
+    _check_reuse_factors(ctx)
 
     out_layer = ctx.hls_name[graph.output.name]
     if graph.output.kind == "flatten" and len(ctx.cf_shape[graph.output.name]) > 1:

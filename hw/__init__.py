@@ -13,6 +13,16 @@ from qnet.hw.boards import load_board
 from qnet.hw.estimator import estimate
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import HwGraph
+from qnet.hw.options import BuildOptions
 from qnet.hw.simulator import simulate
 
-__all__ = ["FixedType", "Rounding", "Overflow", "HwGraph", "simulate", "estimate", "load_board"]
+__all__ = [
+    "FixedType",
+    "Rounding",
+    "Overflow",
+    "HwGraph",
+    "simulate",
+    "estimate",
+    "load_board",
+    "BuildOptions",
+]
