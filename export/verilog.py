@@ -55,7 +55,7 @@ from qnet.errors import (
 )
 from qnet.hw.atomic import atomic_dir, atomic_write
 from qnet.hw.fixed import FixedType, Overflow, Rounding
-from qnet.hw.graph import HwGraph, Layer, _ensure_kinds_loaded
+from qnet.hw.graph import HwGraph, Layer
 
 __all__ = [
     "to_verilog",
@@ -554,7 +554,6 @@ def _trace_graph(
 ) -> tuple[np.ndarray, np.ndarray, Layer]:
     """Trace the graph; returns (input variables, output variables, output layer)."""
     trace = _da4ml()
-    _ensure_kinds_loaded()
     for layer in graph.layers[1:]:
         if layer.kind not in TRACERS:
             reason = _UNSUPPORTED_REASONS.get(layer.kind, "no Verilog tracer is registered for it")
