@@ -29,6 +29,7 @@ __all__ = [
     "lower",
     "simulate",
     "verify",
+    "fit",
     "FixedType",
     "HwGraph",
     "QnetError",
@@ -45,9 +46,10 @@ __all__ = [
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
-    "lower": "qnet.lower",
+    "lower": "qnet.lowering",
     "simulate": "qnet.hw.simulator",
     "verify": "qnet.verify",
+    "fit": "qnet.fitting",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
 }

@@ -18,6 +18,8 @@ __all__ = [
     "ConfigError",
     "OutputExistsError",
     "VerificationError",
+    "InternalError",
+    "NothingFitsError",
 ]
 
 
@@ -63,3 +65,13 @@ class OutputExistsError(QnetError):
 
 class VerificationError(QnetError):
     """Executors that must agree bit for bit did not."""
+
+
+class NothingFitsError(QnetError):
+    """No build configuration fits the board (``qnet fit``); the message names the closest."""
+
+
+class InternalError(QnetError):
+    """A broken invariant inside qnet: a bug in qnet, not the user's mistake."""
+
+    exit_code = 70

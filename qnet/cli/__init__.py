@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "flow",
     "rtl",
     "demo",
+    "fit",
+    "dse",
 )
 
 
