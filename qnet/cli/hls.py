@@ -1,8 +1,9 @@
 """``qnet export`` and ``qnet verify``.
 
-``qnet verify`` exits 0 when every compared pair is exactly equal, 2 on any mismatch (a
-:class:`qnet.errors.VerificationError`, after the table is printed), 3 when a required tool
-(g++) is missing.
+``qnet verify`` exits 0 when every requested executor ran and every compared pair is exactly
+equal; 2 on any mismatch or, with ``--allow-missing``, when a requested executor did not run
+(a :class:`qnet.errors.VerificationError`, after the table is printed); 3 when a required tool
+(g++, Verilator) is missing and ``--allow-missing`` is not given.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def export_command(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
 ) -> None:
     """Write the hls4ml project, QONNX model and HwGraph of a model for a board."""
-    from qnet.export.project import write_export_project
+    from qnet.projects import export_project
 
     opts = resolve_build_options(
         config,
@@ -64,7 +65,7 @@ def export_command(
     if clock_period_ns is None and "clock_mhz" in opts:
         clock_period_ns = 1000.0 / opts["clock_mhz"]
     with console.status("exporting (lowering, hls4ml project, QONNX)..."):
-        summary = write_export_project(
+        summary = export_project(
             str(model),
             out,
             board=opts["board"],
@@ -98,6 +99,12 @@ def verify_command(
         500, "--n", help="Number of inputs (test split of the checkpoint's data)."
     ),
     rtl: bool = typer.Option(False, "--rtl", help="Also run the RTL (da4ml + Verilator) executor."),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Report a requested executor that cannot run as NOT VERIFIED (still exit 2) "
+        "instead of stopping with an error.",
+    ),
     io_type: str = typer.Option(
         None, "--io-type", help="io_parallel or io_stream [default: io_parallel]."
     ),
@@ -112,7 +119,7 @@ def verify_command(
 ) -> None:
     """Run Brevitas, the simulator and hls4ml C simulation; exit 2 on any mismatch."""
     from qnet.errors import VerificationError
-    from qnet.verify import verification_inputs, verify
+    from qnet.verification import verification_inputs, verify
 
     opts = resolve_build_options(
         config,
@@ -133,6 +140,7 @@ def verify_command(
             x,
             board=opts["board"],
             rtl=rtl,
+            allow_missing=allow_missing,
             io_type=opts["io_type"],
             reuse_factor=opts["reuse_factor"],
             strategy=opts["strategy"],
@@ -144,4 +152,8 @@ def verify_command(
     )
     console.print(report.table(), highlight=False)
     if not report.all_exact:
+        if report.not_verified:
+            raise VerificationError(
+                f"NOT VERIFIED: {', '.join(report.not_verified)} did not run (see the table above)"
+            )
         raise VerificationError("executors disagree (see the table above)")
