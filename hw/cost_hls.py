@@ -198,6 +198,39 @@ def _mux_luts_per_bit(reuse: int) -> float:
 
 
 # ----------------------------------------------------------------------------- MAC layers
+def _const_products(
+    flat: np.ndarray, a_bits: int, board: Board
+) -> tuple[int, int, int, int, float]:
+    """Products of an ``a_bits`` operand with constant weights ``flat`` (reuse 1, Latency).
+
+    Returns ``(free, LUT multipliers, DSP multipliers, DSP slices, multiplier LUTs)``: zero
+    and power-of-two weights are free, narrow products are CSD shift-adds in LUTs, the
+    others DSP slices (module docstring, "How a product maps").
+    """
+    lut_scale = 6 / board.family_info.lut_inputs  # general logic on LUT4 families
+    nonzero = flat != 0
+    odd = _odd_part(flat)
+    pow2 = nonzero & (odd == 1)
+    eff = _bit_length(odd) + 1
+    needs = nonzero & ~pow2
+    narrow = needs & (
+        (eff <= NARROW_OPERAND_BITS)
+        | (a_bits <= NARROW_OPERAND_BITS)
+        | (eff + a_bits <= NARROW_PRODUCT_BITS)
+    )
+    dsp_w = needs & ~narrow
+    n_free = int(np.count_nonzero(~needs))
+    n_lut = int(np.count_nonzero(narrow))
+    n_dsp = int(np.count_nonzero(dsp_w))
+    # DSP count: group by effective width (few distinct values)
+    dsp = 0
+    for e, cnt in zip(*np.unique(eff[dsp_w], return_counts=True), strict=True):
+        dsp += _dsp_per_mult(a_bits, int(e), board) * int(cnt)
+    csd = _csd_nonzeros(flat[narrow])
+    mult_lut = float(np.sum((csd - 1) * (a_bits + eff[narrow]))) * lut_scale
+    return n_free, n_lut, n_dsp, dsp, mult_lut
+
+
 def _mac_layer(layer: Dense | Conv, ctx: _Ctx) -> LayerEstimate:
     weight = layer.weight
     n_out = int(weight.shape[0])
@@ -223,27 +256,7 @@ def _mac_layer(layer: Dense | Conv, ctx: _Ctx) -> LayerEstimate:
     mults_per_pos = n_in * n_out
     if reuse == 1 and ctx.strategy == "Latency":
         # constant weights: per-weight mapping
-        flat = w2.ravel()
-        nonzero = flat != 0
-        odd = _odd_part(flat)
-        pow2 = nonzero & (odd == 1)
-        eff = _bit_length(odd) + 1
-        needs = nonzero & ~pow2
-        narrow = needs & (
-            (eff <= NARROW_OPERAND_BITS)
-            | (a_bits <= NARROW_OPERAND_BITS)
-            | (eff + a_bits <= NARROW_PRODUCT_BITS)
-        )
-        dsp_w = needs & ~narrow
-        n_free = int(np.count_nonzero(~needs))
-        n_lut = int(np.count_nonzero(narrow))
-        n_dsp = int(np.count_nonzero(dsp_w))
-        # DSP count: group by effective width (few distinct values)
-        dsp = 0
-        for e, cnt in zip(*np.unique(eff[dsp_w], return_counts=True), strict=True):
-            dsp += _dsp_per_mult(a_bits, int(e), ctx.board) * int(cnt)
-        csd = _csd_nonzeros(flat[narrow])
-        mult_lut = float(np.sum((csd - 1) * (a_bits + eff[narrow]))) * lut_scale
+        n_free, n_lut, n_dsp, dsp, mult_lut = _const_products(w2.ravel(), a_bits, ctx.board)
         # adders: per output, (nonzero terms - 1 + bias)
         terms = np.count_nonzero(w2, axis=1)
         n_adders = int(np.sum(np.maximum(terms - 1 + int(has_bias), 0)))

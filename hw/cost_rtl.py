@@ -41,17 +41,27 @@ and are kept together here; a refit changes that table and the calibration figur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from qnet.errors import ConfigError
+from qnet.hw.boards import Board
 from qnet.hw.cost_common import LayerEstimate, _bit_length, _csd_nonzeros, _odd_part
 from qnet.hw.graph import AvgPool, Conv, Dense, HwGraph, Layer, MaxPool, MultiThreshold
 from qnet.hw.options import BuildOptions
 
-__all__ = ["RTL_FAMILY_MODELS", "RTL_FAMILY_OF", "RtlFamilyModel", "rtl_family_model", "rtl_rows"]
+__all__ = [
+    "RTL_ESTIMATORS",
+    "RTL_FAMILY_MODELS",
+    "RTL_FAMILY_OF",
+    "RtlFamilyModel",
+    "register_rtl_estimator",
+    "rtl_family_model",
+    "rtl_row",
+    "rtl_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -186,42 +196,86 @@ def _rtl_logic_bits(layer: Layer, graph: HwGraph) -> float:
     return 0.0
 
 
-def _rtl_rows(graph: HwGraph, family: RtlFamilyModel) -> tuple[list[LayerEstimate], list[str]]:
+#: What one layer costs in the rtl flow: (layer, graph, family constants, board) -> row.
+RtlEstimator = Callable[[Layer, HwGraph, RtlFamilyModel, Board], LayerEstimate]
+#: layer kind -> rtl-flow estimator (explicit registry; duplicates refused)
+RTL_ESTIMATORS: dict[str, RtlEstimator] = {}
+
+
+def register_rtl_estimator(*kinds: str) -> Callable[[RtlEstimator], RtlEstimator]:
+    """Decorator registering the rtl-flow estimator of layer kinds (duplicates are refused)."""
+
+    def deco(fn: RtlEstimator) -> RtlEstimator:
+        for kind in kinds:
+            if kind in RTL_ESTIMATORS:
+                raise ValueError(f"an rtl estimator for layer kind {kind!r} is already registered")
+            RTL_ESTIMATORS[kind] = fn
+        return fn
+
+    return deco
+
+
+def rtl_row(
+    layer: Layer,
+    family: RtlFamilyModel,
+    add_bits: float,
+    logic_bits: float,
+    mults: int = 0,
+    free: int = 0,
+    note: str = "",
+    **extra: int,
+) -> LayerEstimate:
+    """The row of a layer with ``add_bits`` adder bits and ``logic_bits`` other logic bits."""
+    return LayerEstimate(
+        name=layer.name,
+        kind=layer.kind,
+        mults=mults,
+        lut_mults=mults - free,
+        free_mults=free,
+        lut=round(family.lut_per_adder_bit * add_bits + family.lut_per_logic_bit * logic_bits),
+        carry=round(family.carry_per_adder_bit * add_bits),
+        latency_cycles=0,
+        ii_cycles=1,
+        note=note,
+        **extra,
+    )
+
+
+@register_rtl_estimator("input", "flatten")
+def _wiring(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
+    return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
+
+
+@register_rtl_estimator("dense", "conv")
+def _rtl_mac(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
+    assert isinstance(layer, Dense | Conv)
+    adders, add_bits = _rtl_mac_bits(layer, graph)
+    w2 = layer.weight.reshape(layer.weight.shape[0], -1)
+    positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
+    mults = int(w2.size) * positions
+    free = int(np.count_nonzero(_csd_nonzeros(w2) <= 1)) * positions
+    logic = _rtl_logic_bits(layer, graph)
+    return rtl_row(layer, family, add_bits, logic, mults, free, f"{adders:,} shift-add adders")
+
+
+@register_rtl_estimator("relu", "quant", "add", "maxpool", "avgpool", "multithreshold")
+def _rtl_logic(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
+    return rtl_row(layer, family, 0.0, _rtl_logic_bits(layer, graph))
+
+
+def _rtl_rows(
+    graph: HwGraph, family: RtlFamilyModel, board: Board
+) -> tuple[list[LayerEstimate], list[str]]:
     rows: list[LayerEstimate] = []
     warnings: list[str] = []
     for layer in graph.layers:
-        if layer.kind in ("input", "flatten"):
-            rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note="wiring"))
-            continue
-        if isinstance(layer, Dense | Conv):
-            adders, add_bits = _rtl_mac_bits(layer, graph)
-            w2 = layer.weight.reshape(layer.weight.shape[0], -1)
-            positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
-            mults = int(w2.size) * positions
-            free = int(np.count_nonzero(_csd_nonzeros(w2) <= 1)) * positions
-            note = f"{adders:,} shift-add adders"
-        elif layer.kind in ("relu", "quant", "add", "maxpool", "avgpool", "multithreshold"):
-            add_bits, mults, free, note = 0.0, 0, 0, ""
-        else:
+        fn = RTL_ESTIMATORS.get(layer.kind)
+        if fn is None:
             msg = f"no rtl estimate for layer {layer.name!r} of kind {layer.kind!r}"
             warnings.append(msg + " (counted as zero)")
             rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note=msg))
             continue
-        logic = _rtl_logic_bits(layer, graph)
-        rows.append(
-            LayerEstimate(
-                name=layer.name,
-                kind=layer.kind,
-                mults=mults,
-                lut_mults=mults - free,
-                free_mults=free,
-                lut=round(family.lut_per_adder_bit * add_bits + family.lut_per_logic_bit * logic),
-                carry=round(family.carry_per_adder_bit * add_bits),
-                latency_cycles=0,
-                ii_cycles=1,
-                note=note,
-            )
-        )
+        rows.append(fn(layer, graph, family, board))
     return rows, warnings
 
 
@@ -239,7 +293,7 @@ def rtl_rows(
     if pipeline_stages < 0:
         raise ConfigError(f"pipeline_stages must be >= 0, got {pipeline_stages}")
     family = rtl_family_model(options.board_spec.family)
-    rows, warnings = _rtl_rows(graph, family)
+    rows, warnings = _rtl_rows(graph, family, options.board_spec)
     if pipeline_stages > 0:
         # one register stage holds about the widest tensor of the design (uncalibrated)
         widest = max(int(np.prod(r.out_shape)) * r.out_type.width for r in graph.layers)
