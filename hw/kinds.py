@@ -3,8 +3,8 @@
 A layer kind means something to five backends: the bit-accurate simulator, the two cost
 models (hls4ml flow, RTL flow) and the two exports (hls4ml, Verilog through da4ml). Each
 backend keeps its implementations in its own explicit registry (``SIMULATORS``,
-``ESTIMATORS``, ``RTL_ESTIMATORS``, ``qnet.export.hls.HLS_HANDLERS``,
-``qnet.export.verilog.TRACERS``); this table is the one place that says, per kind, which
+``ESTIMATORS``, ``RTL_ESTIMATORS``, ``qnet.export.hls_base.HLS_HANDLERS``,
+``qnet.export.rtl_trace.TRACERS``); this table is the one place that says, per kind, which
 module implements each backend, how, or why the backend refuses it. ``hw/`` may not import
 ``export/``, so export modules are named, not imported: ``tests/test_kinds.py`` imports them
 and fails when a registry and this table disagree (a kind without a spec, a spec without a
@@ -55,8 +55,8 @@ Support = Handled | Structural | Refused
 _SIM = "qnet.hw.simulator"
 _HLS_COST = "qnet.hw.cost_hls"
 _RTL_COST = "qnet.hw.cost_rtl"
-_HLS = "qnet.export.hls"
-_V = "qnet.export.verilog"
+_HLS = "qnet.export.hls_layers"
+_V = "qnet.export.rtl_trace"
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,9 @@ KINDS: dict[str, KindSpec] = {
             estimate_rtl=Handled(
                 "qnet.hw.cost_lstm", "T unrolled cells: shift-add gate matmuls + ROMs + products"
             ),
-            hls4ml=Handled("qnet.export.hls_lstm", "qnet LSTM extension layer (io_parallel only)"),
+            hls4ml=Handled(
+                _HLS, "qnet LSTM extension layer (export/hls_lstm.py), io_parallel only"
+            ),
             verilog=Handled(_V, "T unrolled cells, tables as ROMs (da4ml lookup)"),
         ),
     )

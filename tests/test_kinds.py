@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 import qnet.export.hls  # noqa: F401  (fills HLS_HANDLERS)
-import qnet.export.hls_lstm  # noqa: F401  (registers the lstm handler)
 import qnet.export.verilog  # noqa: F401  (fills TRACERS)
-from qnet.export.hls import HLS_HANDLERS
-from qnet.export.verilog import TRACERS
+from qnet.export.hls_base import HLS_HANDLERS
+from qnet.export.rtl_trace import TRACERS
 from qnet.hw.cost_hls import ESTIMATORS
 from qnet.hw.cost_rtl import RTL_ESTIMATORS
 from qnet.hw.graph import LAYER_KINDS
