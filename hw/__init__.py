@@ -12,11 +12,21 @@ from typing import Any
 
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 
-__all__ = ["FixedType", "Rounding", "Overflow", "HwGraph", "simulate", "estimate", "load_board"]
+__all__ = [
+    "FixedType",
+    "Rounding",
+    "Overflow",
+    "HwGraph",
+    "simulate",
+    "simulate_iter",
+    "estimate",
+    "load_board",
+]
 
 _LAZY = {
     "HwGraph": "qnet.hw.graph",
     "simulate": "qnet.hw.simulate",
+    "simulate_iter": "qnet.hw.simulate",
     "estimate": "qnet.hw.estimate",
     "load_board": "qnet.hw.boards",
 }

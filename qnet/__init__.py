@@ -28,6 +28,7 @@ __all__ = [
     "__version__",
     "lower",
     "simulate",
+    "simulate_iter",
     "verify",
     "FixedType",
     "HwGraph",
@@ -47,6 +48,7 @@ __all__ = [
 _LAZY = {
     "lower": "qnet.lower",
     "simulate": "qnet.hw.simulate",
+    "simulate_iter": "qnet.hw.simulate",
     "verify": "qnet.verify",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
