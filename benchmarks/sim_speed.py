@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 
 import qnet  # noqa: E402
-from qnet.hw.simulate import simulate  # noqa: E402
+from qnet.hw.simulator import simulate  # noqa: E402
 from qnet.models import ModelConfig, build_model  # noqa: E402
 
 

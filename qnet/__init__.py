@@ -46,9 +46,9 @@ __all__ = [
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
-    "lower": "qnet.lower",
-    "simulate": "qnet.hw.simulate",
-    "simulate_iter": "qnet.hw.simulate",
+    "lower": "qnet.lowering",
+    "simulate": "qnet.hw.simulator",
+    "simulate_iter": "qnet.hw.simulator",
     "verify": "qnet.verify",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",

@@ -394,7 +394,11 @@ def npz_member(path: str | Path, key: str) -> np.ndarray:
         with open(path, "rb") as fh:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         return np.ndarray(
-            shape, dtype, buffer=mm, offset=offset, order="F" if fortran else "C"  # type: ignore[call-overload]
+            shape,
+            dtype,
+            buffer=mm,
+            offset=offset,
+            order="F" if fortran else "C",  # type: ignore[call-overload]
         )
     except DataError:
         raise

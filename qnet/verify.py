@@ -223,7 +223,7 @@ def _first_layer_divergence(
 ) -> Divergence | None:
     """Trace the mismatching samples through another executor (``tracer(x)`` -> every layer's
     output by name) and the simulator; the first layer whose outputs differ."""
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     subset = bad[:64]
     sim_trace = simulate(graph, x[subset], trace=True)
@@ -257,9 +257,9 @@ def _resolve_model(model_or_checkpoint: Any, x: np.ndarray) -> tuple[Any, Any]:
         model = model.model
     import torch
 
-    import qnet.lower
+    from qnet.lowering import lower
 
-    graph = qnet.lower.lower(model, torch.as_tensor(x[:1], dtype=torch.float32))
+    graph = lower(model, torch.as_tensor(x[:1], dtype=torch.float32))
     return model, graph
 
 
@@ -318,7 +318,7 @@ def verify(
     """
     import tempfile
 
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     x = np.asarray(x, dtype=np.float32).astype(np.float64)
     if x.ndim < 2 or x.shape[0] < 1:

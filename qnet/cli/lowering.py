@@ -63,7 +63,7 @@ def simulate_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from qnet.errors import ConfigError
-    from qnet.lower import simulate_checkpoint
+    from qnet.evaluation import simulate_checkpoint
 
     if batch_size < 0 or memory_mb < 0:
         raise ConfigError("--batch-size and --memory-mb must be >= 0")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from qnet.errors import DataError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import Conv, Dense, Flatten, HwGraph, Input, MaxPool, Quant, ReLU
-from qnet.hw.simulate import (
+from qnet.hw.simulator import (
     _quantize_input,
     _requant,
     chunk_size,
