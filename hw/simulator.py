@@ -382,10 +382,12 @@ def _finish_float(
         w, lo, hi = res
         frac = t.frac
         done_steps += 1
-    if done_steps < 2:  # acc or out cast not exact in float: the int64 reference
-        acc_i = layer.acc_type.quantize_int(acc.astype(np.int64), p.frac)
-        y = layer.out_type.quantize_int(acc_i, layer.acc_type.frac)
-        y = y.astype(compact_dtype(layer.out_type))
+    if done_steps < 2:  # acc or out cast not exact in float: the int64 reference from here
+        # ``w`` holds exact integers at ``frac`` (a cast that returns None writes nothing).
+        y = w.astype(np.int64)
+        for _q, t in steps[done_steps:2]:
+            y = t.quantize_int(y, frac)
+            frac = t.frac
         done_steps = 2
     else:
         y = w.astype(compact_dtype(steps[done_steps - 1][1]))

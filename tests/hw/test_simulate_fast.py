@@ -134,9 +134,9 @@ def _cnn() -> HwGraph:
             Quant("q2", ("r2",), (8, 4, 4), FixedType(3, 1, False, **rc)),
             MaxPool("p2", ("q2",), (8, 2, 2), FixedType(3, 1, False, **rc), kernel=(2, 2), stride=(2, 2)),
             Flatten("f", ("p2",), (32,), FixedType(3, 1, False, **rc)),
-            Dense(
-                "fc", ("f",), (10,), FixedType(16, 6), weight=w3, weight_type=FixedType(4, 0),
-                acc_type=FixedType(16, 6),
+            Dense(  # out_type wraps: the float path falls back to int64 after the acc cast
+                "fc", ("f",), (10,), FixedType(5, 1, True, Rounding.RND, Overflow.WRAP),
+                weight=w3, weight_type=FixedType(4, 0), acc_type=FixedType(24, 12),
             ),
             ReLU("r3", ("fc",), (10,), FixedType(6, 3, False, Rounding.TRN, Overflow.WRAP)),
         )
@@ -147,6 +147,13 @@ def test_chunking_fusion_and_trace_change_nothing() -> None:
     graph = _cnn()
     x = np.random.default_rng(0).uniform(-0.2, 1.2, (257, 1, 8, 8)).astype(np.float32)
     ref = simulate_int(graph, x, trace=True, memory_budget=1 << 40)  # one chunk, no fusion
+    wide = graph.replace("fc", out_type=FixedType(16, 12, True, Rounding.RND, Overflow.WRAP))
+    unwrapped = simulate_int(wide, x, trace=True)["fc"]
+    assert unwrapped.min() < -16 and unwrapped.max() > 15  # fc's wrap is exercised
+    fc = graph["fc"]
+    acc = ref["f"].astype(object) @ fc.weight.T.astype(object)  # Python ints, frac 2 + 4
+    want = fc.out_type.quantize_int(fc.acc_type.quantize_int(acc.astype(np.int64), 6), 12)
+    assert np.array_equal(ref["fc"], want)
     for budget in (1, 50_000, None):
         assert chunk_size(graph, budget) < len(x) or budget is None
         out = simulate_int(graph, x, memory_budget=budget)["r3"]
