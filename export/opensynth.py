@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qnet.errors import BoardError, FormatError, QnetError, ToolNotFoundError
+from qnet.errors import BoardError, FormatError, OpenSynthError, ToolNotFoundError
 from qnet.hw.atomic import atomic_write
 
 __all__ = [
@@ -63,10 +63,6 @@ _XILINX_FAMILIES = {
     "virtexuplus": "xcup",
 }
 _LATTICE_FAMILIES = ("ice40", "ecp5")
-
-
-class OpenSynthError(QnetError):
-    """An open-tool step failed (the message holds the end of the tool's log)."""
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,6 @@ from qnet.hw.graph import (
     MultiThreshold,
     Quant,
     ReLU,
-    _ensure_kinds_loaded,
 )
 
 __all__ = [
@@ -743,7 +742,6 @@ def _blas_limit() -> contextlib.AbstractContextManager[Any]:
 def _chunks(
     graph: HwGraph, x: Any, trace: bool, memory_budget: int | None
 ) -> tuple[int, Iterator[tuple[int, int, dict[str, np.ndarray]]]]:
-    _ensure_kinds_loaded()
     arr = _batch(graph, x)
     n = arr.shape[0]
     step = chunk_size(graph, memory_budget, trace)

@@ -29,7 +29,11 @@ __all__ = [
     "lower",
     "simulate",
     "simulate_iter",
+    "estimate",
     "verify",
+    "to_hls4ml",
+    "to_verilog",
+    "fit",
     "FixedType",
     "HwGraph",
     "QnetError",
@@ -44,12 +48,17 @@ __all__ = [
     "VerificationError",
 ]
 
-# name -> module that defines it; imported on first access (PEP 562).
+# name -> module that defines it; imported on first access (PEP 562). No module of this
+# package is named like one of these functions, so importing a submodule never hides one.
 _LAZY = {
     "lower": "qnet.lowering",
     "simulate": "qnet.hw.simulator",
     "simulate_iter": "qnet.hw.simulator",
-    "verify": "qnet.verify",
+    "estimate": "qnet.hw.estimator",
+    "verify": "qnet.verification",
+    "to_hls4ml": "qnet.export.hls",
+    "to_verilog": "qnet.export.verilog",
+    "fit": "qnet.fitting",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
 }
