@@ -33,52 +33,39 @@ sys.path.insert(0, str(ROOT / "tests" / "export"))
 DATA = ROOT / "tests" / "data" / "rtl_open_flow.json"
 BOARDS = {"ice40": "icebreaker", "ecp5": "ulx3s"}
 
-#: name -> builder spec (make_mlp / make_convnet arguments), smallest first.
-DESIGNS: dict[str, dict[str, Any]] = {}
-for _b in (2, 4, 8):
-    DESIGNS[f"mlp 8-8-10 {_b}b"] = {"kind": "mlp", "bits": _b, "seed": 0, "n_in": 8, "hidden": [8]}
-    DESIGNS[f"conv1d (2,4) {_b}b"] = {
-        "kind": "conv",
-        "dims": 1,
-        "bits": _b,
-        "seed": 1,
-        "size": 8,
-        "ch": [2, 4],
-    }
-    DESIGNS[f"mlp 16-12-10 {_b}b"] = {
-        "kind": "mlp",
-        "bits": _b,
-        "seed": 5,
-        "n_in": 16,
-        "hidden": [12],
-    }
-    DESIGNS[f"mlp 16-16-10 {_b}b"] = {
-        "kind": "mlp",
-        "bits": _b,
-        "seed": 3,
-        "n_in": 16,
-        "hidden": [16],
-    }
-for _b in (2, 4, 8):
-    DESIGNS[f"mlp 32-16-10 {_b}b"] = {
-        "kind": "mlp",
-        "bits": _b,
-        "seed": 6,
-        "n_in": 32,
-        "hidden": [16],
-    }
-    DESIGNS[f"conv2d (2,4) {_b}b"] = {
-        "kind": "conv",
-        "dims": 2,
-        "bits": _b,
-        "seed": 1,
-        "size": 8,
-        "ch": [2, 4],
-    }
+
+def _mlp(bits: int, seed: int, n_in: int, hidden: int) -> dict[str, Any]:
+    return {"kind": "mlp", "bits": bits, "seed": seed, "n_in": n_in, "hidden": [hidden]}
+
+
+def _conv(dims: int, bits: int, seed: int, size: int, ch: tuple[int, int]) -> dict[str, Any]:
+    return {"kind": "conv", "dims": dims, "bits": bits, "seed": seed, "size": size, "ch": list(ch)}
+
+
+#: name -> builder spec (make_mlp / make_convnet arguments). ``collect`` runs them in this
+#: order (the small ones first: on a shared 2-core machine the WebAssembly yosys took from
+#: seconds to 13 minutes per design).
+DESIGNS: dict[str, dict[str, Any]] = {
+    "mlp 8-8-10 2b": _mlp(2, 0, 8, 8),
+    "conv1d (2,4) 2b": _conv(1, 2, 1, 8, (2, 4)),
+    "mlp 16-12-10 2b": _mlp(2, 5, 16, 12),
+    "mlp 16-16-10 2b": _mlp(2, 3, 16, 16),
+    "mlp 8-8-10 4b": _mlp(4, 0, 8, 8),
+    "conv2d (1,2) s6 2b": _conv(2, 2, 9, 6, (1, 2)),
+    "mlp 4-4-10 8b": _mlp(8, 7, 4, 4),
+    "conv1d (2,4) 4b": _conv(1, 4, 1, 8, (2, 4)),
+    "conv1d (1,2) 8b": _conv(1, 8, 8, 8, (1, 2)),
+    "mlp 6-6-10 8b": _mlp(8, 7, 6, 6),
+    "conv2d (1,2) s6 4b": _conv(2, 4, 9, 6, (1, 2)),
+    "mlp 8-8-10 8b": _mlp(8, 0, 8, 8),
+    "mlp 16-12-10 4b": _mlp(4, 5, 16, 12),
+    "mlp 16-16-10 4b": _mlp(4, 3, 16, 16),
+    "conv2d (2,4) 4b": _conv(2, 4, 1, 8, (2, 4)),
+}
 
 #: Designs kept out of the fit (chosen before any fit was made): every row of these is a
 #: held-out row in the table and in tests/hw/test_estimate_rtl.py.
-HELD_OUT = ("mlp 16-12-10 2b", "mlp 16-12-10 4b", "mlp 16-12-10 8b", "conv1d (2,4) 4b")
+HELD_OUT = ("mlp 16-12-10 2b", "conv1d (2,4) 4b", "conv2d (1,2) s6 4b", "mlp 16-12-10 4b")
 
 
 def build(spec: dict[str, Any]):
@@ -149,7 +136,9 @@ def collect(args: argparse.Namespace) -> None:
 
 
 def table(args: argparse.Namespace) -> None:
-    from qnet.hw.estimate import estimate
+    from qnet.hw import estimate
+
+    estimate = getattr(estimate, "estimate", estimate)  # the module before qnet.hw.estimator
 
     data = _load(Path(args.data))
     print(
@@ -173,6 +162,74 @@ def table(args: argparse.Namespace) -> None:
         )
 
 
+def _rtl_module():
+    """The module holding RTL_FAMILY_MODELS (qnet's rtl cost model)."""
+    import importlib
+
+    for name in ("qnet.hw.cost_rtl", "qnet.hw.estimator", "qnet.hw.estimate"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(mod, "RTL_FAMILY_MODELS"):
+            return mod
+    raise ImportError("no module defines RTL_FAMILY_MODELS")
+
+
+def features(graph: Any, board: str) -> tuple[float, float]:
+    """(adder bits, logic bits) the rtl cost model counts for a graph: the estimate with unit
+    constants (one LUT per adder bit, then one per logic bit)."""
+    from qnet.hw import estimate
+
+    estimate = getattr(estimate, "estimate", estimate)  # the module before qnet.hw.estimator
+
+    mod = _rtl_module()
+    from qnet.hw import load_board
+
+    family = mod.RTL_FAMILY_OF[load_board(board).family]
+    saved = mod.RTL_FAMILY_MODELS[family]
+    out = []
+    try:
+        for unit in ((1000.0, 0.0, 0.0), (0.0, 1000.0, 0.0)):  # x1000: per-layer rounding
+            mod.RTL_FAMILY_MODELS[family] = type(saved)(family, *unit)
+            out.append(estimate(graph, board, flow="rtl").lut / 1000.0)
+    finally:
+        mod.RTL_FAMILY_MODELS[family] = saved
+    return out[0], out[1]
+
+
+def _one_term(x: Any, y: Any) -> float:
+    """``a`` minimising the relative error sum((a * x / y - 1) ** 2)."""
+    r = x / y
+    return float((r.sum()) / (r**2).sum())
+
+
+def fit(args: argparse.Namespace) -> None:
+    """Least-squares constants (relative error) per family on the fitted rows."""
+    import numpy as np
+
+    data = _load(Path(args.data))
+    graphs: dict[str, Any] = {}
+    for family in sorted({r["family"] for r in data["rows"]}):
+        rows = [r for r in data["rows"] if r["family"] == family and r["design"] not in HELD_OUT]
+        feats = np.array(
+            [features(graphs.setdefault(r["design"], build(r["spec"])), r["board"]) for r in rows]
+        )
+        lut = np.array([r["yosys"]["LUT"] for r in rows], dtype=float)
+        carry = np.array([r["yosys"]["CARRY"] for r in rows], dtype=float)
+        # relative error: divide every equation by the measured value
+        a_lut, *_ = np.linalg.lstsq(feats / lut[:, None], np.ones_like(lut), rcond=None)
+        if args.no_logic_term or a_lut[1] < 0:  # adder term alone
+            a_lut = np.array([_one_term(feats[:, 0], lut), 0.0])
+        c = _one_term(feats[:, 0], carry)
+        pred = feats @ a_lut
+        print(
+            f"{family}: lut_per_adder_bit {a_lut[0]:.3f}, lut_per_logic_bit {a_lut[1]:.3f}, "
+            f"carry_per_adder_bit {c:.3f}; fitted rows {len(rows)}, LUT ratio "
+            f"{np.min(pred / lut):.2f}-{np.max(pred / lut):.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -184,8 +241,11 @@ def main() -> None:
     c.add_argument("--tools", default="yowasp", help="auto, native or yowasp")
     t = sub.add_parser("table")
     t.add_argument("--data", default=str(DATA))
+    f = sub.add_parser("fit")
+    f.add_argument("--data", default=str(DATA))
+    f.add_argument("--no-logic-term", action="store_true")
     args = ap.parse_args()
-    {"collect": collect, "table": table}[args.cmd](args)
+    {"collect": collect, "table": table, "fit": fit}[args.cmd](args)
 
 
 if __name__ == "__main__":

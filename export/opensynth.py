@@ -694,7 +694,9 @@ def _rtl_estimate(base: Path, board: Any, latency: int) -> tuple[dict[str, int] 
     graph_file = base / "hwgraph.npz"
     if not graph_file.is_file():
         return None, f"no rtl-flow estimate: {graph_file} is missing"
-    from qnet.hw.estimate import estimate
+    from qnet.hw import estimate
+
+    estimate = getattr(estimate, "estimate", estimate)  # the module before qnet.hw.estimator
     from qnet.hw.graph import HwGraph
 
     try:
