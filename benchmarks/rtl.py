@@ -138,8 +138,6 @@ def collect(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     from qnet.hw import estimate
 
-    estimate = getattr(estimate, "estimate", estimate)  # the module before qnet.hw.estimator
-
     data = _load(Path(args.data))
     print(
         "| design | family | yosys LUT | P&R LUT | yosys CARRY | fmax MHz | rtl estimate LUT "
@@ -166,7 +164,7 @@ def _rtl_module():
     """The module holding RTL_FAMILY_MODELS (qnet's rtl cost model)."""
     import importlib
 
-    for name in ("qnet.hw.cost_rtl", "qnet.hw.estimator", "qnet.hw.estimate"):
+    for name in ("qnet.hw.cost_rtl", "qnet.hw.estimator"):
         try:
             mod = importlib.import_module(name)
         except ImportError:
@@ -180,8 +178,6 @@ def features(graph: Any, board: str) -> tuple[float, float]:
     """(adder bits, logic bits) the rtl cost model counts for a graph: the estimate with unit
     constants (one LUT per adder bit, then one per logic bit)."""
     from qnet.hw import estimate
-
-    estimate = getattr(estimate, "estimate", estimate)  # the module before qnet.hw.estimator
 
     mod = _rtl_module()
     from qnet.hw import load_board

@@ -38,7 +38,7 @@ are in place (written under a temporary name, then renamed), so an interrupted f
 at the first unfinished step; ``force=True`` reruns everything. The flow ends by writing
 ``synth_report.json`` (:meth:`OpenSynthReport.to_dict`): resources after synthesis and after
 place and route, fmax, tools and versions, wall time per step, and the rtl-flow estimate
-(:func:`qnet.hw.estimate.estimate` with ``flow="rtl"``) with its ratio to the measured counts.
+(:func:`qnet.hw.estimate` with ``flow="rtl"``) with its ratio to the measured counts.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class OpenSynthReport:
         Device family.
     resources : dict
         ``LUT``, ``FF``, ``CARRY``, ``DSP``, ``BRAM_18K`` (and ``MUX`` where the family has
-        wide-mux cells; keys as :meth:`qnet.hw.estimate.Estimate.resources`), counted by yosys
+        wide-mux cells; keys as :meth:`qnet.hw.estimator.Estimate.resources`), counted by yosys
         ``stat`` on the harnessed design after synthesis.
     cells : dict
         Raw yosys cell counts.
@@ -174,7 +174,7 @@ class OpenSynthReport:
     step_seconds : dict
         Wall time of each finished step as measured when it ran (resumed steps included).
     estimate : dict or None
-        The rtl-flow estimate (:func:`qnet.hw.estimate.estimate`, ``flow="rtl"``) of the
+        The rtl-flow estimate (:func:`qnet.hw.estimate`, ``flow="rtl"``) of the
         project's ``hwgraph.npz``: ``LUT``, ``FF``, ``CARRY``, ``DSP``, ``BRAM_18K``.
     ratio : dict
         ``{"synth": {key: estimate / yosys}, "pnr": {key: estimate / P&R}}`` for nonzero
@@ -695,8 +695,6 @@ def _rtl_estimate(base: Path, board: Any, latency: int) -> tuple[dict[str, int] 
     if not graph_file.is_file():
         return None, f"no rtl-flow estimate: {graph_file} is missing"
     from qnet.hw import estimate
-
-    estimate = getattr(estimate, "estimate", estimate)  # the module before qnet.hw.estimator
     from qnet.hw.graph import HwGraph
 
     try:
