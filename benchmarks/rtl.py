@@ -70,15 +70,9 @@ HELD_OUT = ("mlp 16-12-10 2b", "conv1d (2,4) 4b", "conv2d (1,2) s6 4b", "mlp 16-
 
 def build(spec: dict[str, Any]):
     """The HwGraph of a design spec (see DESIGNS)."""
-    from hw_graphs import make_convnet, make_mlp
+    from hw_graphs import from_spec
 
-    if spec["kind"] == "mlp":
-        return make_mlp(
-            spec["bits"], seed=spec["seed"], n_in=spec["n_in"], hidden=tuple(spec["hidden"])
-        )
-    return make_convnet(
-        spec["dims"], spec["bits"], seed=spec["seed"], size=spec["size"], ch=tuple(spec["ch"])
-    )
+    return from_spec(spec)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -109,7 +103,9 @@ def collect(args: argparse.Namespace) -> None:
         t_write = time.perf_counter() - t0
         for family in todo:
             t1 = time.perf_counter()
-            rep = run_open_flow(prj, BOARDS[family], quiet=True, tools=args.tools)
+            rep = run_open_flow(
+                prj, BOARDS[family], quiet=True, tools=args.tools, place_and_route=not args.no_pnr
+            )
             row = {
                 "design": name,
                 "spec": spec,
@@ -235,6 +231,7 @@ def main() -> None:
     c.add_argument("--designs", default="")
     c.add_argument("--families", default="ice40,ecp5")
     c.add_argument("--tools", default="yowasp", help="auto, native or yowasp")
+    c.add_argument("--no-pnr", action="store_true", help="yosys only (no nextpnr, no fmax)")
     t = sub.add_parser("table")
     t.add_argument("--data", default=str(DATA))
     f = sub.add_parser("fit")

@@ -719,6 +719,7 @@ def run_open_flow(
     force: bool = False,
     quiet: bool = False,
     tools: str | None = None,
+    place_and_route: bool = True,
 ) -> OpenSynthReport:
     """Synthesise (and for iCE40/ECP5 place, route and pack) a ``qnet rtl`` project.
 
@@ -736,6 +737,8 @@ def run_open_flow(
     tools : {"auto", "native", "yowasp"}, optional
         Which tool builds to use (default ``$QNET_OPEN_TOOLS`` or ``auto``: native on PATH
         first, else YoWASP); see :func:`find_open_tool`.
+    place_and_route : bool
+        False: stop after yosys (resource counts only; no fmax, no bitstream).
 
     Returns
     -------
@@ -766,7 +769,8 @@ def run_open_flow(
     meta = json.loads((vdir / "qnet_rtl.json").read_text())
     family = board.family
     _synth_command(board, family)  # validates the family before any tool runs
-    found = {n: find_open_tool(n, tools) for n in FAMILY_TOOLS.get(family, ("yosys",))}
+    needed = FAMILY_TOOLS.get(family, ("yosys",)) if place_and_route else ("yosys",)
+    found = {n: find_open_tool(n, tools) for n in needed}
     base = project if vdir != project else project.parent
     work = base / "open_synth" / board.name
     work.mkdir(parents=True, exist_ok=True)
@@ -775,7 +779,9 @@ def run_open_flow(
     synth = _step_yosys(ctx, meta, files)
     outputs = {"netlist": str(work / synth["netlist"]), "stat": str(work / "stat.json")}
     fmax, target, pnr_res = None, None, None
-    if family in _LATTICE_FAMILIES:
+    if family in _LATTICE_FAMILIES and not place_and_route:
+        ctx.notes.append("place and route not requested: resources are yosys' mapping")
+    elif family in _LATTICE_FAMILIES:
         pnr = _step_nextpnr(ctx, synth)
         if pnr is not None:
             fmax, target = pnr.get("fmax_mhz"), pnr.get("target_mhz")

