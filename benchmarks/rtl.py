@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -89,7 +90,8 @@ def collect(args: argparse.Namespace) -> None:
     data_file = Path(args.data)
     data = _load(data_file)
     have = {(r["design"], r["family"]) for r in data["rows"]}
-    names = args.designs.split(",") if args.designs else list(DESIGNS)
+    # design names hold commas ("conv1d (2,4) 4b"): split before each name
+    names = re.split(r",\s*(?=mlp |conv)", args.designs) if args.designs else list(DESIGNS)
     root = Path(args.out)
     for name in names:
         spec = DESIGNS[name]

@@ -81,7 +81,7 @@ def tiny_project(tmp_path_factory):
 
     graph = make_mlp(2, seed=4, n_in=4, hidden=(3,))
     root = tmp_path_factory.mktemp("open") / "prj"
-    write_rtl_project(graph, root)
+    write_rtl_project(graph, root, board="icebreaker")  # + qnet_export.json for 'qnet synth'
     return root
 
 
@@ -161,6 +161,22 @@ def test_yosys_only_needs_no_nextpnr(tiny_project, no_venv_tools):
     assert report.pnr_resources is None and report.fmax_mhz is None
     assert "bitstream" not in report.outputs and report.resources["LUT"] > 10
     assert any("place and route not requested" in n for n in report.notes)
+
+
+@pytest.mark.rtl
+def test_cli_synth_open_prints_both_counts_the_estimate_and_fmax(tiny_project):
+    import subprocess
+
+    cmd = [sys.executable, "-c", "from qnet.cli import main; main()"]
+    proc = subprocess.run(
+        [*cmd, "synth", str(tiny_project), "--flow", "open"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for needle in ("open flow on icebreaker (iCE40UP5K-SG48I)", "yowasp", "Yosys 0.70", "P&R"):
+        assert needle in out, (needle, out)
+    assert "est/P&R" in out and "fmax " in out and "synth_report.json" in out
+    assert "total" in out and "YoWASP compiled-tool cache" in out
 
 
 # ------------------------------------------------------------------ finding the tools
