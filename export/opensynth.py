@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qnet.errors import BoardError, FormatError, QnetError, ToolNotFoundError
+from qnet.errors import BoardError, FormatError, OpenSynthError, QnetError, ToolNotFoundError
 from qnet.hw.atomic import atomic_write
 
 __all__ = [
@@ -104,10 +104,6 @@ FAMILY_TOOLS = {
     "ecp5": ("yosys", "nextpnr-ecp5", "ecppack"),
 }
 RESOURCE_KEYS = ("LUT", "FF", "CARRY", "DSP", "BRAM_18K")
-
-
-class OpenSynthError(QnetError):
-    """An open-tool step failed (the message holds the end of the tool's log)."""
 
 
 @dataclass(frozen=True)

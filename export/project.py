@@ -18,14 +18,26 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qnet.errors import ConfigError, OutputExistsError, QnetError
 from qnet.hw.atomic import atomic_dir
+from qnet.hw.boards import Board, load_board
+from qnet.hw.graph import HwGraph
 
-__all__ = ["ExportSummary", "write_export_project", "FORMATS", "TB_SAMPLES"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ExportSummary",
+    "write_export_project",
+    "check_export_request",
+    "random_tb_inputs",
+    "FORMATS",
+    "TB_SAMPLES",
+]
 
 FORMATS = ("hls4ml", "qonnx")
 #: Number of test-bench vectors written to tb_data/.
@@ -51,6 +63,19 @@ class ExportSummary:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+def check_export_request(out: str | Path, formats: tuple[str, ...], force: bool) -> Path:
+    """Refuse bad ``formats`` or a non-empty ``out`` (without ``force``) before any work is
+    done; returns ``out`` as an absolute path."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(
+            f"--format must be one or more of {', '.join(FORMATS)}, got {list(formats)}"
+        )
+    path = Path(out).absolute()
+    _check_out(path, force)
+    return path
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} exists and is not a folder")
@@ -58,21 +83,13 @@ def _check_out(out: Path, force: bool) -> None:
         raise OutputExistsError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def _tb_inputs(source: Any, graph: Any) -> np.ndarray:
-    """Test-bench inputs: the first test samples of the checkpoint's data set, else random ones."""
-    ckpt = getattr(source, "checkpoint", None)
-    if ckpt is not None and getattr(ckpt, "data_spec", None):
-        try:
-            from qnet.data import load_dataset
-
-            data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
-            return np.asarray(data.x_test[:TB_SAMPLES], dtype=np.float32).astype(np.float64)
-        except QnetError:
-            pass
+def random_tb_inputs(graph: HwGraph, n: int = TB_SAMPLES, seed: int = 0) -> np.ndarray:
+    """``n`` test-bench inputs uniform over the input type's range (float32 values, as float64),
+    for graphs whose caller has no data set."""
     t = graph.input_type
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     return (
-        rng.uniform(t.min, t.max, size=(TB_SAMPLES, *graph.input.out_shape))
+        rng.uniform(t.min, t.max, size=(n, *graph.input.out_shape))
         .astype(np.float32)
         .astype(np.float64)
     )
@@ -92,22 +109,30 @@ def _replace_paths(root: Path, old: str, new: str) -> None:
 
 
 def write_export_project(
-    model_spec: str | Path,
+    graph: HwGraph,
     out: str | Path,
-    board: str | Path = "pynq-z2",
+    board: str | Path | Board = "pynq-z2",
     io_type: str = "io_parallel",
     reuse_factor: int | Mapping[str, int] = 1,
     strategy: str = "Latency",
     clock_period_ns: float | None = None,
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,
+    *,
+    tb_input: np.ndarray | None = None,
+    model: torch.nn.Module | None = None,
+    example_input: torch.Tensor | None = None,
+    source: str = "",
 ) -> ExportSummary:
-    """Lower a checkpoint (or ``file.py:function`` model) and write the export folder.
+    """Write the export folder of a lowered graph.
+
+    Loading and lowering a checkpoint is the caller's job (:func:`qnet.projects.export_project`
+    does it for ``qnet export``); this function needs only the graph and the build options.
 
     Parameters
     ----------
-    model_spec : str or Path
-        Checkpoint file, ``qnet train`` run folder, or ``file.py:function``.
+    graph : HwGraph
+        The hardware graph.
     out : path
         The folder to write (refused if non-empty unless ``force``).
     board, io_type, reuse_factor, strategy, clock_period_ns
@@ -116,26 +141,26 @@ def write_export_project(
         What to write besides ``hwgraph.npz`` and ``qnet_export.json``.
     force : bool
         Replace an existing non-empty ``out``.
+    tb_input : numpy.ndarray, optional
+        Test-bench inputs (N, *input shape) for ``tb_data/``; random ones
+        (:func:`random_tb_inputs`) when not given.
+    model, example_input : optional
+        The Brevitas model and an example input, for the QONNX export (without them the
+        QONNX model is skipped with a note).
+    source : str
+        Where the graph came from, recorded in ``qnet_export.json``.
 
     Returns
     -------
     ExportSummary
     """
-    import qnet
+    from qnet import __version__
     from qnet.export.hls import to_hls4ml
-    from qnet.hw.boards import load_board
-    from qnet.sources import load_model
 
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ConfigError(
-            f"--format must be one or more of {', '.join(FORMATS)}, got {list(formats)}"
-        )
-    out = Path(out).absolute()
-    _check_out(out, force)
+    out = check_export_request(out, formats, force)
     board_obj = load_board(board)
-    source = load_model(model_spec)
-    graph = qnet.lower(source.model, source.example_input)
+    if tb_input is None:
+        tb_input = random_tb_inputs(graph)
 
     notes: list[str] = []
     with atomic_dir(out) as tmp:
@@ -149,18 +174,18 @@ def write_export_project(
                 reuse_factor=reuse_factor,
                 strategy=strategy,
                 clock_period_ns=clock_period_ns,
-                tb_input=_tb_inputs(source, graph),
+                tb_input=tb_input,
             )
         if "qonnx" in formats:
-            notes.extend(_write_qonnx(source, tmp / "model.qonnx.onnx"))
+            notes.extend(_write_qonnx(model, example_input, tmp / "model.qonnx.onnx"))
         graph.save(tmp / "hwgraph.npz")
         clock = (
             clock_period_ns if clock_period_ns is not None else 1000.0 / board_obj.default_clock_mhz
         )
         info = {
             "format": "qnet.export",
-            "qnet_version": qnet.__version__,
-            "source": str(model_spec),
+            "qnet_version": __version__,
+            "source": source,
             "board": board_obj.name,
             "part": board_obj.part,
             "backend": export.backend if export else board_obj.hls4ml_backend,
@@ -195,15 +220,13 @@ def write_export_project(
     )
 
 
-def _write_qonnx(source: Any, path: Path) -> list[str]:
-    import importlib
-    import importlib.util
+def _write_qonnx(model: torch.nn.Module | None, example_input: Any, path: Path) -> list[str]:
+    if model is None or example_input is None:
+        return ["QONNX model not written: no Brevitas model given (HwGraph only)"]
+    from qnet.export.qonnx import export_qonnx
 
-    if importlib.util.find_spec("qnet.export.qonnx") is None:
-        return ["QONNX model not written: qnet.export.qonnx is not available"]
-    module = importlib.import_module("qnet.export.qonnx")
     try:
-        module.export_qonnx(source.model, source.example_input, path)
+        export_qonnx(model, example_input, path)
     except QnetError as exc:
         return [f"QONNX model not written: {exc}"]
     except Exception as exc:  # brevitas/onnx failures on some layers (e.g. QuantLSTM)

@@ -43,7 +43,9 @@ chain, times ``LUT_PER_ADDER_BIT`` which absorbs HLS's estimate overhead (fitted
 ``FF_PER_ADDER_BIT`` of those bits are pipeline registers, plus the output register.
 Operand multiplexers of shared multipliers (``R > 1``, Latency strategy) cost
 ``mux_luts(R) = max(0.5, (R - 1) / 3)`` LUT6 per operand bit (an R:1 mux per bit in a tree of
-4:1 LUT6 muxes; 2:1 muxes pack two bits per LUT6_2).
+4:1 LUT6 muxes; 2:1 muxes pack two bits per LUT6_2). The input operand selects among at most
+``n_in`` distinct inputs, so its mux is ``min(R, n_in)``:1 (for ``R > n_in`` hls4ml's
+``dense_resource_rf_gt_nin`` walks the inputs cyclically); the weight operand's is ``R``:1.
 
 Memories. Resource strategy stores weights in BRAM: words of ``(n_in*n_out/R) * w_bits`` bits,
 ``R`` deep, packed into 18-Kbit blocks in their best aspect ratio (16K x 1 ... 512 x 36)
@@ -448,11 +450,15 @@ def _mac_layer(layer: Dense | Conv, ctx: _Ctx) -> LayerEstimate:
         mult_lut = n_lut * _finn_lut_mult(a_bits, w_bits) * lut_scale
         if ctx.strategy == "Latency":
             n_adders = n_out * max(n_in - 1 + int(has_bias), 0)
-            mux_lut = lanes * (a_bits + w_bits) * _mux_luts_per_bit(reuse) * lut_scale
+            mux_lut = (
+                lanes
+                * (a_bits * _mux_luts_per_bit(min(reuse, n_in)) + w_bits * _mux_luts_per_bit(reuse))
+                * lut_scale
+            )
             weight_bram = 0
         else:  # Resource: lanes multiply-accumulate into n_out accumulators, weights in BRAM
             n_adders = lanes + n_out * int(has_bias)
-            mux_lut = lanes * a_bits * _mux_luts_per_bit(reuse) * lut_scale
+            mux_lut = lanes * a_bits * _mux_luts_per_bit(min(reuse, n_in)) * lut_scale
             weight_bram = _bram18(reuse, lanes * w_bits)
         adder_bits = n_adders * acc_bits
         max_terms = n_in + int(has_bias)

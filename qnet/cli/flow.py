@@ -1,4 +1,5 @@
-"""``qnet estimate``, ``qnet synth``, ``qnet sweep``: thin wrappers over the library."""
+"""``qnet estimate``, ``qnet synth``: thin wrappers over the library (``qnet sweep`` is in
+:mod:`qnet.cli.dse`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import typer
 
-from qnet.cli._app import app, console, parse_reuse_factor
+from qnet.cli._app import app, config_option_help, console, resolve_build_options
 
 
 def _load_graph(source: Path) -> tuple[Any, dict[str, Any]]:
@@ -131,23 +132,33 @@ def estimate_command(
     plot: Path = typer.Option(None, "--plot", help="Write per-layer resource bars to this PNG."),
     flow: str = typer.Option("hls", "--flow", help="hls (hls4ml/Vivado HLS) or rtl (da4ml+yosys)."),
     pipeline_stages: int = typer.Option(0, "--pipeline-stages", help="rtl flow: register stages."),
+    config: Path = typer.Option(None, "--config", help=config_option_help()),
 ) -> None:
     """Estimate resources, latency and throughput of a model on a board (no vendor tool)."""
     from qnet.errors import ConfigError
     from qnet.hw.estimator import estimate
 
     graph, defaults = _load_graph(source)
-    board = board or defaults.get("board")
-    if board is None:
+    if flow == "rtl":
+        defaults.pop("reuse_factor", None)
+    opts = resolve_build_options(
+        config,
+        board=board,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        clock_mhz=clock_mhz,
+        defaults=defaults,
+    )
+    if opts.get("board") is None:
         raise ConfigError("--board is required (e.g. --board pynq-z2; 'qnet boards' lists them)")
-    default_rf = 1 if flow == "rtl" else defaults.get("reuse_factor", 1)
     est = estimate(
         graph,
-        board,
-        io_type=io_type or defaults.get("io_type", "io_parallel"),
-        reuse_factor=parse_reuse_factor(reuse_factor) if reuse_factor is not None else default_rf,
-        strategy=strategy or defaults.get("strategy", "Latency"),
-        clock_mhz=clock_mhz,
+        opts["board"],
+        io_type=opts.get("io_type", "io_parallel"),
+        reuse_factor=opts.get("reuse_factor", 1),
+        strategy=opts.get("strategy", "Latency"),
+        clock_mhz=opts.get("clock_mhz"),
         flow=flow,
         pipeline_stages=pipeline_stages,
     )
@@ -276,76 +287,3 @@ def synth_command(
         f"{rep.estimated_clock_ns} ns (target {rep.target_clock_ns} ns)"
     )
     _estimate_table(est, rep.resources, "csynth")
-
-
-@app.command("sweep")
-def sweep_command(
-    model: str = typer.Option(..., "--model", help="Zoo model kind, e.g. convnet2d, mlp."),
-    data: str = typer.Option(..., "--data", help="Dataset spec, e.g. digits."),
-    w_bits: str = typer.Option("2,4,8", "--w-bits", help="Weight bit widths, comma-separated."),
-    a_bits: str = typer.Option("2,4,8", "--a-bits", help="Activation bit widths."),
-    board: str = typer.Option("pynq-z2", "--board", help="Board name or .toml."),
-    out: Path = typer.Option(..., "--out", help="Output folder (resumable)."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per point."),
-    io_type: str = typer.Option("io_parallel", "--io-type"),
-    reuse_factor: int = typer.Option(1, "--reuse-factor"),
-    strategy: str = typer.Option("Latency", "--strategy"),
-    seed: int = typer.Option(0, "--seed"),
-    force: bool = typer.Option(False, "--force", help="Start over in a non-empty folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
-    """Train a precision grid, estimate each point, write sweep.csv and a Pareto plot."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from qnet.sweep import parse_bits, run_sweep
-
-    ws, as_ = parse_bits(w_bits, "--w-bits"), parse_bits(a_bits, "--a-bits")
-    with Progress(
-        TextColumn("sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("", total=len(ws) * len(as_))
-
-        def on_point(index: int, total: int, status: str) -> None:
-            progress.update(task, completed=index, description=status)
-
-        result = run_sweep(
-            model,
-            data,
-            ws,
-            as_,
-            board,
-            out,
-            epochs=epochs,
-            io_type=io_type,
-            reuse_factor=reuse_factor,
-            strategy=strategy,
-            seed=seed,
-            force=force,
-            quiet=True,
-            on_point=on_point,
-        )
-    from rich.table import Table
-
-    table = Table(title=f"sweep: {model} on {data}, {board}")
-    for col in ("w", "a", "test acc", "LUT", "FF", "DSP", "BRAM18K", "latency us", "fits"):
-        table.add_column(col, justify="right")
-    for p in result.points:
-        table.add_row(
-            str(p.w_bits),
-            str(p.a_bits),
-            f"{p.test_accuracy:.3f}",
-            f"{p.lut:,}",
-            f"{p.ff:,}",
-            f"{p.dsp:,}",
-            f"{p.bram_18k:,}",
-            f"{p.latency_us:.3f}",
-            "yes" if p.fits else "no",
-        )
-    console.print(table)
-    console.print(f"wrote {result.csv_path} and {result.plot_path}")

@@ -39,6 +39,12 @@ class ModelConfig:
         BatchNorm between each conv and its QuantReLU.
     dropout : float
         Dropout probability before the last linear layer(s).
+    layer_w_bits : tuple of int
+        Per-layer weight bits (convnets, mlp): one per weighted layer in order (convs, hidden
+        dense layers, classifier); empty: ``w_bits`` everywhere.
+    layer_a_bits : tuple of int
+        Per-layer activation bits: one per QuantReLU in order (after each conv and hidden
+        dense layer); empty: ``a_bits`` everywhere.
     """
 
     kind: str
@@ -52,6 +58,8 @@ class ModelConfig:
     kernel_size: int = 3
     batchnorm: bool = False
     dropout: float = 0.2
+    layer_w_bits: tuple[int, ...] = ()
+    layer_a_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -78,6 +86,50 @@ class ModelConfig:
             raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        self._check_layer_bits()
+
+    @property
+    def n_weighted(self) -> int:
+        """Weighted layers (convs, hidden dense layers, classifier) of a convnet or mlp."""
+        convs = len(self.channels) if self.kind in ("convnet2d", "convnet1d") else 0
+        return convs + len(self.hidden) + 1
+
+    @property
+    def n_activations(self) -> int:
+        """QuantReLUs (one after each conv and hidden dense layer) of a convnet or mlp."""
+        return self.n_weighted - 1
+
+    def w_bits_at(self, index: int) -> int:
+        """Weight bits of weighted layer ``index`` (``layer_w_bits`` or ``w_bits``)."""
+        return self.layer_w_bits[index] if self.layer_w_bits else self.w_bits
+
+    def a_bits_at(self, index: int) -> int:
+        """Activation bits of QuantReLU ``index`` (``layer_a_bits`` or ``a_bits``)."""
+        return self.layer_a_bits[index] if self.layer_a_bits else self.a_bits
+
+    def _check_layer_bits(self) -> None:
+        for name in ("layer_w_bits", "layer_a_bits"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+                raise ConfigError(f"{name} must be a list of bit widths, got {values!r}")
+            values = tuple(values)
+            object.__setattr__(self, name, values)
+            if not values:
+                continue
+            if self.kind == "lstm":
+                raise ConfigError(f"{name}: per-layer bits are for convnets and mlp, not lstm")
+            want = self.n_weighted if name == "layer_w_bits" else self.n_activations
+            if len(values) != want:
+                raise ConfigError(
+                    f"{name} has {len(values)} entries; this {self.kind} has {want} "
+                    f"({'weighted layers' if name == 'layer_w_bits' else 'activations'})"
+                )
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int) or not MIN_BITS <= v <= MAX_BITS:
+                    raise ConfigError(
+                        f"{name} = {values!r}: {v!r} is not supported; qnet trains with "
+                        f"{MIN_BITS}..{MAX_BITS} bits"
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON- and checkpoint-safe)."""

@@ -39,7 +39,7 @@ class _ConvNet(nn.Module):
         in_ch = config.in_shape[0]
         spatial = list(config.in_shape[1:])
         pad = config.kernel_size // 2
-        for out_ch in config.channels:
+        for index, out_ch in enumerate(config.channels):
             layers.append(
                 conv_cls(
                     in_ch,
@@ -47,14 +47,14 @@ class _ConvNet(nn.Module):
                     config.kernel_size,
                     padding=pad,
                     bias=True,
-                    weight_quant=weight_quant(config.w_bits),
+                    weight_quant=weight_quant(config.w_bits_at(index)),
                     bias_quant=bias_quant(),
                     return_quant_tensor=False,
                 )
             )
             if config.batchnorm:
                 layers.append(bn_cls(out_ch))
-            layers.append(QuantReLU(relu_quant(config.a_bits), return_quant_tensor=True))
+            layers.append(QuantReLU(relu_quant(config.a_bits_at(index)), return_quant_tensor=True))
             spatial = [s + 2 * pad - config.kernel_size + 1 for s in spatial]
             if min(spatial) >= 2:
                 layers.append(pool_cls(2))
@@ -68,14 +68,16 @@ class _ConvNet(nn.Module):
         self.flatten = nn.Flatten()
         flat = in_ch * int(torch.tensor(spatial).prod())
         head: list[nn.Module] = []
+        index = len(config.channels)
         for width in config.hidden:
             head += [
-                quant_linear(flat, width, config.w_bits),
-                QuantReLU(relu_quant(config.a_bits), return_quant_tensor=True),
+                quant_linear(flat, width, config.w_bits_at(index)),
+                QuantReLU(relu_quant(config.a_bits_at(index)), return_quant_tensor=True),
             ]
             flat = width
+            index += 1
         head.append(nn.Dropout(config.dropout))
-        head.append(quant_linear(flat, config.num_classes, config.w_bits))
+        head.append(quant_linear(flat, config.num_classes, config.w_bits_at(index)))
         self.classifier = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,14 +26,14 @@ class MLP(nn.Module):
         self.input_quant = QuantIdentity(input_quant(config.in_bits), return_quant_tensor=True)
         layers: list[nn.Module] = []
         width = config.in_shape[0]
-        for hidden in config.hidden:
+        for index, hidden in enumerate(config.hidden):
             layers += [
-                quant_linear(width, hidden, config.w_bits),
-                QuantReLU(relu_quant(config.a_bits), return_quant_tensor=True),
+                quant_linear(width, hidden, config.w_bits_at(index)),
+                QuantReLU(relu_quant(config.a_bits_at(index)), return_quant_tensor=True),
             ]
             width = hidden
         layers.append(nn.Dropout(config.dropout))
-        layers.append(quant_linear(width, config.num_classes, config.w_bits))
+        layers.append(quant_linear(width, config.num_classes, config.w_bits_at(len(config.hidden))))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

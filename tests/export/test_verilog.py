@@ -96,7 +96,7 @@ def test_every_cast_mode_exhaustively_in_traced_logic():
     traced da4ml program (C++ interpreter) against FixedType.quantize_int."""
     import da4ml.trace as tr
 
-    from qnet.export.verilog import _kif, cast_array
+    from qnet.export.rtl_trace import _kif, cast_array
 
     n_checked = 0
     for src in (FixedType(9, 4, True), FixedType(7, 3, False)):
@@ -279,7 +279,7 @@ def test_existing_output_is_refused_without_force(tmp_path):
 # ------------------------------------------------------------------------------ zoo models
 def _lowered(kind: str, **kw) -> HwGraph:
     torch = pytest.importorskip("torch")
-    from qnet.lower import lower
+    from qnet.lowering import lower
     from qnet.models import ModelConfig, build_model
 
     cfg = ModelConfig(kind=kind, num_classes=10, w_bits=4, a_bits=4, in_bits=8, **kw)
