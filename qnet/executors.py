@@ -175,8 +175,8 @@ class RayExecutor(Executor):
             }
             if address:
                 ray.init(address=address, **kwargs)
-            else:
-                ray.init(num_cpus=workers, **kwargs)
+            else:  # "local": a new instance even when a 'ray start' cluster runs here
+                ray.init(address="local", num_cpus=workers, **kwargs)
             self._started = True
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         self._waiting: deque[Task] = deque()
