@@ -263,7 +263,7 @@ def _options(
         "strategy": strategy,
         "clock_mhz": clock_mhz,
     }
-    given = {k: v for k, v in loose.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in loose.items() if v is not None}
     if isinstance(board, BuildOptions):
         if given:
             raise ConfigError(

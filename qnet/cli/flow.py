@@ -136,6 +136,7 @@ def estimate_command(
 ) -> None:
     """Estimate resources, latency and throughput of a model on a board (no vendor tool)."""
     from qnet.errors import ConfigError
+    from qnet.hw import options
     from qnet.hw.estimator import estimate
 
     graph, defaults = _load_graph(source)
@@ -155,9 +156,9 @@ def estimate_command(
     est = estimate(
         graph,
         opts["board"],
-        io_type=opts.get("io_type", "io_parallel"),
-        reuse_factor=opts.get("reuse_factor", 1),
-        strategy=opts.get("strategy", "Latency"),
+        io_type=opts.get("io_type", options.DEFAULT_IO_TYPE),
+        reuse_factor=opts.get("reuse_factor", options.DEFAULT_REUSE_FACTOR),
+        strategy=opts.get("strategy", options.DEFAULT_STRATEGY),
         clock_mhz=opts.get("clock_mhz"),
         flow=flow,
         pipeline_stages=pipeline_stages,
