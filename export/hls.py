@@ -38,7 +38,8 @@ from qnet.export.hls_base import (
 from qnet.export.tbdata import write_tb_data
 from qnet.hw.boards import Board, load_board
 from qnet.hw.fixed import FixedType
-from qnet.hw.graph import Conv, Dense, HwGraph, Layer
+from qnet.hw.graph import HwGraph
+from qnet.hw.options import IO_TYPES, STRATEGIES, valid_reuse_factors
 
 __all__ = [
     "to_hls4ml",
@@ -47,13 +48,7 @@ __all__ = [
     "HLS_HANDLERS",
     "register_hls_handler",
     "quantize_input",
-    "IO_TYPES",
-    "valid_reuse_factors",
-    "STRATEGIES",
 ]
-
-IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("Latency", "Resource")
 
 
 def _backend_for(board: Board) -> tuple[str, str | None]:
@@ -96,38 +91,13 @@ def _check_reuse_factors(ctx: HlsContext, backend: Any) -> None:
             n_out = entry["n_filt"]
         if not isinstance(rf, int) or rf < 1:
             raise ConfigError(f"reuse factor must be a positive integer, got {rf!r}")
-        if not backend._validate_reuse_factor(n_in, n_out, rf):
-            valid = backend.get_valid_reuse_factors(n_in, n_out)
+        valid = valid_reuse_factors(n_in, n_out)
+        if rf not in valid:
             hw = ctx.hw_of_hls.get(entry["name"], entry["name"])
             raise ConfigError(
                 f"reuse factor {rf} is not valid for layer {hw!r} ({n_in} inputs x {n_out} outputs); "
                 f"valid reuse factors: {', '.join(map(str, valid))}"
             )
-
-
-def _mult_size(layer: Layer) -> tuple[int, int] | None:
-    if isinstance(layer, Dense):
-        return layer.in_features, layer.out_features
-    if isinstance(layer, Conv):
-        return layer.in_channels * int(np.prod(layer.kernel)), layer.out_features
-    return None
-
-
-def valid_reuse_factors(graph: HwGraph) -> list[int]:
-    """Reuse factors hls4ml accepts for every Dense/Conv layer of ``graph`` (ascending)."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import hls4ml
-
-    backend = hls4ml.backends.get_backend("Vitis")
-    common: set[int] | None = None
-    for layer in graph.layers:
-        size = _mult_size(layer)
-        if size is None:
-            continue
-        valid = set(backend.get_valid_reuse_factors(*size))
-        common = valid if common is None else common & valid
-    return sorted(common if common is not None else {1})
 
 
 _AXI_TYPES_KEY = "QnetAxiTypes"

@@ -29,7 +29,7 @@ import numpy as np
 
 from qnet.errors import FormatError, ToolNotFoundError, UnsupportedLayerError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
-from qnet.hw.graph import HwGraph, Layer, _ensure_kinds_loaded
+from qnet.hw.graph import HwGraph, Layer
 from qnet.hw.simulator import _check_input
 
 __all__ = [
@@ -489,7 +489,6 @@ def trace_graph(
 ) -> tuple[np.ndarray, np.ndarray, Layer]:
     """Trace the graph; returns (input variables, output variables, output layer)."""
     trace = _da4ml()
-    _ensure_kinds_loaded()
     for layer in graph.layers[1:]:
         if layer.kind not in TRACERS:
             reason = _UNSUPPORTED_REASONS.get(layer.kind, "no Verilog tracer is registered for it")

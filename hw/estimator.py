@@ -16,7 +16,8 @@ per output pixel with ``n_in = C_in * prod(kernel)`` (hls4ml im2col view) [hls4m
 "Reuse factor"]. With reuse factor ``R`` each hardware multiplier is used ``R`` times, so a
 layer instantiates ``n_in * n_out / R`` multipliers and accepts a new input every ``R`` cycles
 (``II = R``) [hls4ml docs "Concepts: reuse factor"; hls4ml ``nnet_dense_latency.h``]. hls4ml
-only accepts ``R`` for which ``_validate_reuse_factor`` holds (see :func:`valid_reuse_factors`).
+only accepts ``R`` for which ``_validate_reuse_factor`` holds (see
+:func:`qnet.hw.options.valid_reuse_factors`).
 
 How a product maps (``R == 1`` and the Latency strategy: weights are compile-time constants
 that Vivado HLS folds):
@@ -112,12 +113,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qnet.errors import ConfigError
-from qnet.hw.boards import RESOURCE_KEYS, Board, load_board, resource_dict
+from qnet.hw.boards import RESOURCE_KEYS, Board, resource_dict
 from qnet.hw.graph import (
     AvgPool,
     Conv,
@@ -128,16 +130,19 @@ from qnet.hw.graph import (
     MaxPool,
     MultiThreshold,
 )
+from qnet.hw.options import (
+    DEFAULT_BOARD,
+    BuildOptions,
+    ReuseFactor,
+    valid_reuse_factors,
+)
 
 __all__ = [
     "Estimate",
     "LayerEstimate",
     "estimate",
-    "valid_reuse_factors",
     "register_estimator",
     "ESTIMATORS",
-    "IO_TYPES",
-    "STRATEGIES",
     "RESOURCE_KEYS",
     "FLOWS",
     "RTL_FAMILY_MODELS",
@@ -146,8 +151,6 @@ __all__ = [
     "rtl_family_model",
 ]
 
-IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("Latency", "Resource")
 FLOWS = ("hls", "rtl")
 
 # ---- model constants (fitted to J1/J2/C1 where stated; otherwise physical) ----------------
@@ -365,23 +368,6 @@ def _odd_part(values: np.ndarray) -> np.ndarray:
 
 def _mux_luts_per_bit(reuse: int) -> float:
     return 0.0 if reuse <= 1 else max(0.5, (reuse - 1) / 3)
-
-
-def valid_reuse_factors(n_in: int, n_out: int) -> list[int]:
-    """Reuse factors hls4ml accepts for an ``n_in`` x ``n_out`` matrix-vector product.
-
-    Mirrors ``_validate_reuse_factor`` of hls4ml 1.3 (``backends/fpga/fpga_backend.py``).
-    """
-    valid = []
-    for rf in range(1, n_in * n_out + 1):
-        multfactor = min(n_in, rf)
-        multiplier_limit = math.ceil((n_in * n_out) / multfactor)
-        ok = (multiplier_limit % n_out == 0) or (rf >= n_in)
-        ok = ok and ((rf % n_in == 0) or (rf < n_in))
-        ok = ok and ((n_in * n_out) % rf == 0)
-        if ok:
-            valid.append(rf)
-    return valid
 
 
 # ----------------------------------------------------------------------------- MAC layers
@@ -831,10 +817,10 @@ def _fifo(ctx: _Ctx, layer: Layer) -> tuple[int, int]:
 
 def estimate(
     graph: HwGraph,
-    board: Board | str,
-    io_type: str = "io_parallel",
-    reuse_factor: int | Mapping[str, int] = 1,
-    strategy: str = "Latency",
+    board: BuildOptions | Board | str | Path | None = None,
+    io_type: str | None = None,
+    reuse_factor: ReuseFactor | None = None,
+    strategy: str | None = None,
     clock_mhz: float | None = None,
     flow: str = "hls",
     pipeline_stages: int = 0,
@@ -845,16 +831,19 @@ def estimate(
     ----------
     graph : HwGraph
         The hardware graph (from :func:`qnet.lower` or :meth:`HwGraph.load`).
-    board : Board or str
-        Target board (a :class:`Board`, a shipped board name, or a board ``.toml`` path).
-    io_type : {"io_parallel", "io_stream"}
-        hls4ml IO type.
-    reuse_factor : int or mapping of str to int
+    board : BuildOptions, Board, str or Path, optional
+        The build's :class:`~qnet.hw.options.BuildOptions` (then ``io_type``,
+        ``reuse_factor``, ``strategy`` and ``clock_mhz`` must not be given), or just the
+        target board (a :class:`Board`, a shipped board name, or a board ``.toml`` path);
+        :data:`~qnet.hw.options.DEFAULT_BOARD` when omitted.
+    io_type : {"io_parallel", "io_stream"}, optional
+        hls4ml IO type (default ``"io_parallel"``).
+    reuse_factor : int or mapping of str to int, optional
         Global hls4ml reuse factor (must be valid for every dense/conv layer), or per-layer
         factors ``{layer_name: R}`` (hls4ml's per-layer ``ReuseFactor``; the key ``"default"``
-        sets the others, 1 when absent).
-    strategy : {"Latency", "Resource"}
-        hls4ml strategy (case-insensitive).
+        sets the others, 1 when absent). Default 1.
+    strategy : {"Latency", "Resource"}, optional
+        hls4ml strategy (case-insensitive; default ``"Latency"``).
     clock_mhz : float, optional
         Clock; defaults to the board's ``default_clock_mhz``.
     flow : {"hls", "rtl"}
@@ -879,43 +868,25 @@ def estimate(
         values); for the rtl flow a reuse factor other than 1, a negative ``pipeline_stages``
         or a board family without an rtl model.
     """
-    board = load_board(board)
+    options = _options(board, io_type, reuse_factor, strategy, clock_mhz)
+    board = options.board_spec
     if flow not in FLOWS:
         raise ConfigError(f"flow {flow!r} is not supported; use one of {', '.join(FLOWS)}")
     if flow == "rtl":
-        return _estimate_rtl(graph, board, reuse_factor, clock_mhz, pipeline_stages)
+        return _estimate_rtl(graph, options, pipeline_stages)
     if pipeline_stages != 0:
         raise ConfigError("pipeline_stages applies to the rtl flow only (flow='rtl')")
-    if io_type not in IO_TYPES:
-        raise ConfigError(f"io_type {io_type!r} is not supported; use one of {', '.join(IO_TYPES)}")
-    strat = {s.lower(): s for s in STRATEGIES}.get(str(strategy).lower())
-    if strat is None:
-        raise ConfigError(
-            f"strategy {strategy!r} is not supported; use one of {', '.join(STRATEGIES)}"
-        )
-    if isinstance(reuse_factor, Mapping):
-        per_layer = {str(k): v for k, v in reuse_factor.items()}
-        default = per_layer.pop("default", 1)
-        names = {layer.name for layer in graph.layers}
-        unknown = sorted(set(per_layer) - names)
-        if unknown:
-            raise ConfigError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
-    else:
-        per_layer, default = {}, reuse_factor
-    for key, value in [("default", default), *per_layer.items()]:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ConfigError(f"reuse factor ({key}) must be a positive integer, got {value!r}")
-    clock = float(clock_mhz if clock_mhz is not None else board.default_clock_mhz)
-    if not clock > 0:
-        raise ConfigError(f"clock must be > 0 MHz, got {clock_mhz!r}")
+    options.check_layer_names({layer.name for layer in graph.layers})
+    per_layer, default = options.per_layer_reuse, options.default_reuse_factor
+    clock = options.frequency_mhz
     ctx = _Ctx(
         graph,
         board,
-        io_type,
-        int(default),
-        strat,
+        options.io_type,
+        default,
+        options.strategy,
         clock,
-        tuple((k, int(v)) for k, v in per_layer.items()),
+        tuple(per_layer.items()),
     )
 
     rows: list[LayerEstimate] = []
@@ -1019,26 +990,18 @@ def _finish(
     )
 
 
-def _estimate_rtl(
-    graph: HwGraph,
-    board: Board,
-    reuse_factor: int | Mapping[str, int],
-    clock_mhz: float | None,
-    pipeline_stages: int,
-) -> Estimate:
-    """The rtl-flow branch of :func:`estimate` (board already loaded)."""
-    if isinstance(reuse_factor, Mapping) or reuse_factor != 1:
+def _estimate_rtl(graph: HwGraph, options: BuildOptions, pipeline_stages: int) -> Estimate:
+    """The rtl-flow branch of :func:`estimate`."""
+    if isinstance(options.reuse_factor, Mapping) or options.reuse_factor != 1:
         raise ConfigError(
             f"the rtl flow is fully parallel (da4ml shift-add logic): reuse factor must be 1, "
-            f"got {reuse_factor!r}"
+            f"got {dict(options.reuse_factor) if isinstance(options.reuse_factor, Mapping) else options.reuse_factor!r}"
         )
     if isinstance(pipeline_stages, bool) or not isinstance(pipeline_stages, int | np.integer):
         raise ConfigError(f"pipeline_stages must be an integer >= 0, got {pipeline_stages!r}")
     if pipeline_stages < 0:
         raise ConfigError(f"pipeline_stages must be >= 0, got {pipeline_stages}")
-    clock = float(clock_mhz if clock_mhz is not None else board.default_clock_mhz)
-    if not clock > 0:
-        raise ConfigError(f"clock must be > 0 MHz, got {clock_mhz!r}")
+    board, clock = options.board_spec, options.frequency_mhz
     family = rtl_family_model(board.family)
     rows, warnings = _rtl_rows(graph, family)
     if pipeline_stages > 0:
@@ -1062,3 +1025,28 @@ def _with(row: LayerEstimate, **changes: Any) -> LayerEstimate:
     from dataclasses import replace
 
     return replace(row, **changes)
+
+
+def _options(
+    board: BuildOptions | Board | str | Path | None,
+    io_type: str | None,
+    reuse_factor: ReuseFactor | None,
+    strategy: str | None,
+    clock_mhz: float | None,
+) -> BuildOptions:
+    """The build options of an :func:`estimate` call (given whole, or piece by piece)."""
+    loose = {
+        "io_type": io_type,
+        "reuse_factor": reuse_factor,
+        "strategy": strategy,
+        "clock_mhz": clock_mhz,
+    }
+    given = {k: v for k, v in loose.items() if v is not None}
+    if isinstance(board, BuildOptions):
+        if given:
+            raise ConfigError(
+                f"estimate() got BuildOptions and also {', '.join(sorted(given))}; "
+                "set them in the BuildOptions"
+            )
+        return board
+    return BuildOptions(board=DEFAULT_BOARD if board is None else board, **given)

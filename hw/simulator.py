@@ -39,7 +39,6 @@ from qnet.hw.graph import (
     MultiThreshold,
     Quant,
     ReLU,
-    _ensure_kinds_loaded,
 )
 
 __all__ = [
@@ -271,7 +270,6 @@ def simulate_int(graph: HwGraph, x: np.ndarray, trace: bool = False) -> dict[str
 
     Returns the output layer's mantissas under its name, or every layer's when ``trace``.
     """
-    _ensure_kinds_loaded()
     arr = _check_input(graph, x)
     values: dict[str, np.ndarray] = {graph.input.name: graph.input.out_type.to_int(arr)}
     remaining = {layer.name: 0 for layer in graph.layers}

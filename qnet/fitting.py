@@ -4,7 +4,7 @@
 analytic estimator (:func:`qnet.hw.estimate`) as its only cost model:
 
 - every Dense/Conv layer gets a reuse factor hls4ml accepts for it
-  (:func:`qnet.hw.estimator.valid_reuse_factors`), every ``io_type`` x ``strategy`` pair is
+  (:func:`qnet.hw.options.valid_reuse_factors`), every ``io_type`` x ``strategy`` pair is
   tried;
 - a design *fits* when every resource stays within ``(1 - margin)`` of the board's capacity
   (default margin 0.2: at most 80 % of LUT, FF, DSP, BRAM and URAM, headroom for the estimate's
@@ -273,7 +273,8 @@ def fit(
         or strategy, or a graph without any layer the estimator can size.
     """
     from qnet.hw.boards import load_board
-    from qnet.hw.estimator import IO_TYPES, STRATEGIES, estimate, valid_reuse_factors
+    from qnet.hw.estimator import estimate
+    from qnet.hw.options import IO_TYPES, STRATEGIES, valid_reuse_factors
 
     board_obj = load_board(board)
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:

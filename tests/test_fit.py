@@ -11,7 +11,8 @@ import pytest
 
 from qnet.errors import ConfigError
 from qnet.fitting import fit, load_build_config
-from qnet.hw.estimator import IO_TYPES, STRATEGIES, estimate, valid_reuse_factors
+from qnet.hw.estimator import estimate
+from qnet.hw.options import IO_TYPES, STRATEGIES, valid_reuse_factors
 
 sys.path.insert(0, str(Path(__file__).parent / "export"))
 from hw_graphs import make_convnet, make_mlp  # noqa: E402
