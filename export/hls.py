@@ -36,13 +36,19 @@ from qnet.export.hls_base import (
     register_hls_handler,
 )
 from qnet.export.tbdata import write_tb_data
-from qnet.hw.boards import Board, load_board
+from qnet.hw.boards import Board
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import HwGraph
-from qnet.hw.options import IO_TYPES, STRATEGIES, valid_reuse_factors
+from qnet.hw.options import (
+    DEFAULT_BOARD,
+    BuildOptions,
+    ReuseFactor,
+    valid_reuse_factors,
+)
 
 __all__ = [
     "to_hls4ml",
+    "as_build_options",
     "HlsExport",
     "HlsContext",
     "HLS_HANDLERS",
@@ -147,13 +153,39 @@ def _install_axi_writer(backend: Any) -> None:
     backend.writer = QnetAcceleratorWriter()
 
 
+def as_build_options(
+    board: str | Path | Board | BuildOptions,
+    *,
+    io_type: str | None = None,
+    reuse_factor: ReuseFactor | None = None,
+    strategy: str | None = None,
+    clock_period_ns: float | None = None,
+) -> BuildOptions:
+    """One :class:`~qnet.hw.options.BuildOptions` from a whole one or from loose options
+    (unset ones take the defaults of :mod:`qnet.hw.options`); refuses both at once."""
+    loose: dict[str, Any] = {
+        "io_type": io_type,
+        "reuse_factor": reuse_factor,
+        "strategy": strategy,
+        "clock_period_ns": clock_period_ns,
+    }
+    given = {k: v for k, v in loose.items() if v is not None}
+    if isinstance(board, BuildOptions):
+        if given:
+            raise ConfigError(
+                f"got BuildOptions and also {', '.join(sorted(given))}; set them in the BuildOptions"
+            )
+        return board
+    return BuildOptions(board=board, **given)
+
+
 def to_hls4ml(
     graph: HwGraph,
-    board: str | Path | Board = "pynq-z2",
+    board: str | Path | Board | BuildOptions = DEFAULT_BOARD,
     output_dir: str | Path = "hls4ml_prj",
-    io_type: str = "io_parallel",
-    reuse_factor: int | Mapping[str, int] = 1,
-    strategy: str = "Latency",
+    io_type: str | None = None,
+    reuse_factor: ReuseFactor | None = None,
+    strategy: str | None = None,
     clock_period_ns: float | None = None,
     precision_overrides: Mapping[str, Mapping[str, FixedType | str]] | None = None,
     project_name: str = "qnet",
@@ -166,14 +198,18 @@ def to_hls4ml(
     ----------
     graph : HwGraph
         The hardware graph (every precision is taken from it).
-    board : str, Path or Board
-        Board name or board file; gives the part, clock and hls4ml backend.
+    board : str, Path, Board or BuildOptions
+        Board name or board file (gives the part, clock and hls4ml backend), or the whole
+        build's options (then io_type, reuse_factor, strategy, clock_period_ns stay unset).
     output_dir : str or Path
         Where hls4ml writes the project.
-    io_type : {"io_parallel", "io_stream"}
-    reuse_factor : int or mapping of HwGraph layer name -> int
-        Must be valid for every weighted layer (else :class:`ConfigError` lists valid values).
-    strategy : {"Latency", "Resource"}
+    io_type : {"io_parallel", "io_stream"}, optional
+        Default ``"io_parallel"`` (:data:`qnet.hw.options.DEFAULT_IO_TYPE`).
+    reuse_factor : int or mapping of HwGraph layer name -> int, optional
+        Default 1 (a mapping's ``"default"`` key sets unnamed layers). Must be valid for every
+        weighted layer (else :class:`ConfigError` lists valid values).
+    strategy : {"Latency", "Resource"}, optional
+        Default ``"Latency"``.
     clock_period_ns : float, optional
         Defaults to the board's default clock.
     precision_overrides : mapping, optional
@@ -193,16 +229,16 @@ def to_hls4ml(
         ``.hls_model`` is the hls4ml ``ModelGraph``; ``.predict``/``.trace`` take float
         input in the graph's layout and quantise it once by the input type.
     """
-    if io_type not in IO_TYPES:
-        raise ConfigError(f"io_type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
-    strategy_map = {s.lower(): s for s in STRATEGIES}
-    if not isinstance(strategy, str) or strategy.lower() not in strategy_map:
-        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    strategy = strategy_map[strategy.lower()]
-    if isinstance(reuse_factor, bool) or not isinstance(reuse_factor, int | Mapping):
-        raise ConfigError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
-    if isinstance(reuse_factor, int) and reuse_factor < 1:
-        raise ConfigError(f"reuse_factor must be a positive integer, got {reuse_factor}")
+    opts = as_build_options(
+        board,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        clock_period_ns=clock_period_ns,
+    )
+    io_type, strategy = opts.io_type, opts.strategy
+    rf_given = opts.reuse_factor
+    reuse: int | dict[str, int] = rf_given if isinstance(rf_given, int) else dict(rf_given)
     overrides = dict(precision_overrides or {})
     for name in overrides:
         try:
@@ -212,14 +248,11 @@ def to_hls4ml(
                 f"precision_overrides names layer {name!r}, which is not in the graph"
             ) from None
 
-    board_obj = load_board(board)
+    board_obj = opts.board_spec
     backend_name, accel_board = _backend_for(board_obj)
-    if clock_period_ns is None:
-        clock_period_ns = 1000.0 / float(board_obj.default_clock_mhz)
-    if clock_period_ns <= 0:
-        raise ConfigError(f"clock_period_ns must be positive, got {clock_period_ns}")
+    clock_period_ns = opts.period_ns
 
-    ctx = HlsContext(graph, io_type, strategy, reuse_factor, overrides)
+    ctx = HlsContext(graph, io_type, strategy, reuse, overrides)
     for layer in graph.layers:
         handler = HLS_HANDLERS.get(layer.kind)
         if handler is None:
@@ -290,7 +323,7 @@ def to_hls4ml(
         clock_period_ns=float(clock_period_ns),
         io_type=io_type,
         strategy=strategy,
-        reuse_factor=reuse_factor,
+        reuse_factor=reuse,
     )
     if write:
         _write(hls_model)

@@ -133,7 +133,8 @@ class HlsContext:
 
     def reuse_for(self, layer: Layer) -> int:
         if isinstance(self.reuse_factor, Mapping):
-            return int(self.reuse_factor.get(layer.name, 1))
+            default = self.reuse_factor.get("default", 1)
+            return int(self.reuse_factor.get(layer.name, default))
         return int(self.reuse_factor)
 
     def add(

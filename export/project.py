@@ -15,7 +15,6 @@ existing ``out`` is refused without ``force`` (:class:`OutputExistsError`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +23,9 @@ import numpy as np
 
 from qnet.errors import ConfigError, OutputExistsError, QnetError
 from qnet.hw.atomic import atomic_dir
-from qnet.hw.boards import Board, load_board
+from qnet.hw.boards import Board
 from qnet.hw.graph import HwGraph
+from qnet.hw.options import DEFAULT_BOARD, BuildOptions, ReuseFactor
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +55,7 @@ class ExportSummary:
     part: str
     clock_period_ns: float
     io_type: str
-    reuse_factor: Any
+    reuse_factor: int | dict[str, int]
     strategy: str
     input_type: str
     output_type: str
@@ -111,10 +111,10 @@ def _replace_paths(root: Path, old: str, new: str) -> None:
 def write_export_project(
     graph: HwGraph,
     out: str | Path,
-    board: str | Path | Board = "pynq-z2",
-    io_type: str = "io_parallel",
-    reuse_factor: int | Mapping[str, int] = 1,
-    strategy: str = "Latency",
+    board: str | Path | Board | BuildOptions = DEFAULT_BOARD,
+    io_type: str | None = None,
+    reuse_factor: ReuseFactor | None = None,
+    strategy: str | None = None,
     clock_period_ns: float | None = None,
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,
@@ -136,7 +136,8 @@ def write_export_project(
     out : path
         The folder to write (refused if non-empty unless ``force``).
     board, io_type, reuse_factor, strategy, clock_period_ns
-        As :func:`qnet.export.hls.to_hls4ml`.
+        As :func:`qnet.export.hls.to_hls4ml` (``board`` may be the whole
+        :class:`~qnet.hw.options.BuildOptions`).
     formats : tuple of {"hls4ml", "qonnx"}
         What to write besides ``hwgraph.npz`` and ``qnet_export.json``.
     force : bool
@@ -155,10 +156,18 @@ def write_export_project(
     ExportSummary
     """
     from qnet import __version__
-    from qnet.export.hls import to_hls4ml
+    from qnet.export.hls import as_build_options, to_hls4ml
 
     out = check_export_request(out, formats, force)
-    board_obj = load_board(board)
+    opts = as_build_options(
+        board,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        clock_period_ns=clock_period_ns,
+    )
+    board_obj = opts.board_spec
+    rf = opts.reuse_factor
     if tb_input is None:
         tb_input = random_tb_inputs(graph)
 
@@ -166,33 +175,24 @@ def write_export_project(
     with atomic_dir(out) as tmp:
         export = None
         if "hls4ml" in formats:
-            export = to_hls4ml(
-                graph,
-                board=board_obj,
-                output_dir=tmp / "hls4ml_prj",
-                io_type=io_type,
-                reuse_factor=reuse_factor,
-                strategy=strategy,
-                clock_period_ns=clock_period_ns,
-                tb_input=tb_input,
-            )
+            export = to_hls4ml(graph, opts, output_dir=tmp / "hls4ml_prj", tb_input=tb_input)
         if "qonnx" in formats:
             notes.extend(_write_qonnx(model, example_input, tmp / "model.qonnx.onnx"))
         graph.save(tmp / "hwgraph.npz")
-        clock = (
-            clock_period_ns if clock_period_ns is not None else 1000.0 / board_obj.default_clock_mhz
-        )
-        info = {
+        clock = opts.period_ns
+        backend = export.backend if export else board_obj.hls4ml_backend
+        used_strategy = opts.strategy
+        info: dict[str, Any] = {
             "format": "qnet.export",
             "qnet_version": __version__,
             "source": source,
             "board": board_obj.name,
             "part": board_obj.part,
-            "backend": export.backend if export else board_obj.hls4ml_backend,
+            "backend": backend,
             "clock_period_ns": float(clock),
-            "io_type": io_type,
-            "reuse_factor": reuse_factor if isinstance(reuse_factor, int) else dict(reuse_factor),
-            "strategy": export.strategy if export else strategy,
+            "io_type": opts.io_type,
+            "reuse_factor": rf if isinstance(rf, int) else dict(rf),
+            "strategy": used_strategy,
             "input_type": str(graph.input_type),
             "output_type": str(graph.output_type),
             "input_shape": list(graph.input.out_shape),
@@ -207,14 +207,14 @@ def write_export_project(
         out=out,
         files=files,
         board=board_obj.name,
-        backend=info["backend"],
+        backend=backend,
         part=board_obj.part,
         clock_period_ns=float(clock),
-        io_type=io_type,
+        io_type=opts.io_type,
         reuse_factor=info["reuse_factor"],
-        strategy=info["strategy"],
-        input_type=info["input_type"],
-        output_type=info["output_type"],
+        strategy=used_strategy,
+        input_type=str(graph.input_type),
+        output_type=str(graph.output_type),
         layers=len(graph.layers),
         notes=tuple(notes),
     )

@@ -35,6 +35,7 @@ from qnet.export.rtl_trace import (
 from qnet.hw.atomic import atomic_dir, atomic_write
 from qnet.hw.boards import load_board
 from qnet.hw.graph import HwGraph
+from qnet.hw.options import DEFAULT_IO_TYPE, DEFAULT_REUSE_FACTOR, DEFAULT_STRATEGY
 
 __all__ = [
     "to_verilog",
@@ -221,9 +222,9 @@ def write_rtl_project(
     if board is not None and not info.exists():
         fields = {
             "board": board,
-            "io_type": "io_parallel",
-            "reuse_factor": 1,
-            "strategy": "Latency",
+            "io_type": DEFAULT_IO_TYPE,
+            "reuse_factor": DEFAULT_REUSE_FACTOR,
+            "strategy": DEFAULT_STRATEGY,
         }
         atomic_write(info, json.dumps({**fields, "written_by": "qnet rtl"}, indent=2))
     project = VerilogProject.load(vdir)

@@ -14,6 +14,7 @@ this file first, so the registries are complete whatever the caller imported.
 
 from __future__ import annotations
 
+from qnet.hw import cost_lstm  # noqa: F401  (registers the LSTM's hls and rtl costs)
 from qnet.hw.boards import load_board
 from qnet.hw.estimator import estimate
 from qnet.hw.fixed import FixedType, Overflow, Rounding

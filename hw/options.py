@@ -9,7 +9,10 @@ accepted values (:data:`IO_TYPES`, :data:`STRATEGIES`).
 product accepts. It is hls4ml's rule, and it lives in ``hw/`` because it describes the
 hardware the hls cost model estimates: hls4ml unrolls an ``n_in x n_out`` product into
 ``n_in * n_out / R`` multipliers only for these ``R``, so the estimate must refuse the same
-values the export refuses (``tests/export/test_hls.py`` checks it against hls4ml itself).
+values the export refuses (``tests/export/test_reuse_factors.py`` checks it against hls4ml
+itself). Likewise ``io_type`` and ``strategy`` are hls4ml's names for two architecture choices
+the hls cost model prices (parallel ports vs streams; constant-folded vs BRAM weights); the
+rtl cost model and the Verilog export ignore them.
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ import numpy as np
 
 from qnet.errors import OutputExistsError
 from qnet.hw.atomic import atomic_write
+from qnet.hw.options import DEFAULT_BOARD
 
 __all__ = ["DemoResult", "run_demo"]
 
-BOARD = "pynq-z2"
+BOARD = DEFAULT_BOARD
 DEMO_CHANNELS = (8, 16)
 DEMO_HIDDEN = (32,)
 

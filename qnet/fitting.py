@@ -221,9 +221,9 @@ def _plans(
                         weights.get(k, 0.0) * v / budget[k] for k, v in res.items() if k in weights
                     )
                     cost += sum(1e9 * v for k, v in res.items() if k not in weights)
-                    key = (cost, row.latency_cycles, -rf)
-                    if best is None or key < best[0]:
-                        best = (key, rf, res)
+                    rank = (cost, row.latency_cycles, -rf)
+                    if best is None or rank < best[0]:
+                        best = (rank, rf, res)
                 if best is None:  # pragma: no cover - floor guarantees an option
                     raise InternalError(f"fit: no reuse factor of layer {name!r} reaches II {ii}")
                 reuse[name] = best[1]

@@ -6,7 +6,6 @@ and picking test-bench inputs from its data set happen here, in the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from qnet.export.project import (
 from qnet.export.verilog import RtlProjectSummary, write_rtl_project
 from qnet.hw.boards import Board
 from qnet.hw.graph import HwGraph
+from qnet.hw.options import DEFAULT_BOARD, BuildOptions, ReuseFactor
 from qnet.sources import ModelSource, load_graph, load_model
 
 __all__ = ["export_project", "rtl_project", "tb_inputs"]
@@ -46,10 +46,10 @@ def tb_inputs(source: ModelSource, graph: HwGraph, n: int = TB_SAMPLES) -> np.nd
 def export_project(
     model_spec: str | Path,
     out: str | Path,
-    board: str | Path | Board = "pynq-z2",
-    io_type: str = "io_parallel",
-    reuse_factor: int | Mapping[str, int] = 1,
-    strategy: str = "Latency",
+    board: str | Path | Board | BuildOptions = DEFAULT_BOARD,
+    io_type: str | None = None,
+    reuse_factor: ReuseFactor | None = None,
+    strategy: str | None = None,
     clock_period_ns: float | None = None,
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,

@@ -30,6 +30,7 @@ from typing import Any
 from qnet.errors import ConfigError, OutputExistsError, ToolNotFoundError
 from qnet.executors import Executor, LocalExecutor, ProgressBoard, Task
 from qnet.hw.atomic import atomic_write
+from qnet.hw.options import DEFAULT_IO_TYPE, DEFAULT_REUSE_FACTOR, DEFAULT_STRATEGY
 from qnet.sweep import store_files, train_point_task
 
 __all__ = ["SearchResult", "run_search", "OBJECTIVES", "WIDTH_SCALES", "plot_search"]
@@ -161,9 +162,9 @@ def run_search(
     epochs: int | None = None,
     seed: int = 0,
     num_threads: int = 1,
-    io_type: str = "io_parallel",
-    reuse_factor: int = 1,
-    strategy: str = "Latency",
+    io_type: str = DEFAULT_IO_TYPE,
+    reuse_factor: int = DEFAULT_REUSE_FACTOR,
+    strategy: str = DEFAULT_STRATEGY,
     force: bool = False,
     executor: Executor | None = None,
     progress: Callable[[ProgressBoard], None] | None = None,

@@ -25,6 +25,7 @@ from typing import Any
 from qnet.errors import ConfigError, OutputExistsError
 from qnet.executors import Executor, LocalExecutor, ProgressBoard, Task
 from qnet.hw.atomic import atomic_write
+from qnet.hw.options import DEFAULT_IO_TYPE, DEFAULT_REUSE_FACTOR, DEFAULT_STRATEGY
 
 __all__ = [
     "SweepPoint",
@@ -210,9 +211,9 @@ def run_sweep(
     out_dir: str | os.PathLike[str],
     *,
     epochs: int | None = None,
-    io_type: str = "io_parallel",
-    reuse_factor: int = 1,
-    strategy: str = "Latency",
+    io_type: str = DEFAULT_IO_TYPE,
+    reuse_factor: int = DEFAULT_REUSE_FACTOR,
+    strategy: str = DEFAULT_STRATEGY,
     seed: int = 0,
     num_threads: int = 1,
     force: bool = False,

@@ -292,7 +292,8 @@ def _lr_at(cfg: TrainConfig, epoch: int) -> float:
 def _make_optimizer(model: Any, cfg: TrainConfig) -> Any:
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

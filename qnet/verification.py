@@ -36,6 +36,7 @@ from qnet.errors import (
 )
 from qnet.hw.boards import Board
 from qnet.hw.graph import HwGraph
+from qnet.hw.options import DEFAULT_BOARD, BuildOptions
 
 if TYPE_CHECKING:
     import torch
@@ -347,7 +348,7 @@ def _cannot_run(name: str, exc: QnetError, allow_missing: bool, seconds: float) 
 def _run_csim(
     graph: HwGraph,
     x: np.ndarray,
-    board: BoardSpec,
+    board: BoardSpec | BuildOptions,
     hls_export: HlsExport | None,
     output_dir: Path,
     export_options: Mapping[str, Any],
@@ -386,7 +387,7 @@ def _with_divergence(
 def verify(
     model_or_checkpoint: ModelInput,
     x: np.ndarray,
-    board: BoardSpec = "pynq-z2",
+    board: BoardSpec | BuildOptions = DEFAULT_BOARD,
     *,
     csim: bool = True,
     rtl: bool = False,
@@ -404,7 +405,9 @@ def verify(
         A Brevitas model (or where to load one). Given a bare HwGraph, Brevitas is not run.
     x : numpy.ndarray
         Float input (N, *in_shape); cast to float32 once so every executor sees the same values.
-    board : str, Path or Board
+    board : str, Path, Board or BuildOptions
+        The board, or the whole build's options (then leave ``export_options`` to
+        precision_overrides).
     csim : bool
         Run the hls4ml C simulation (g++).
     rtl : bool
@@ -511,7 +514,11 @@ def verify(
                     pair, graph, lambda xs: trace_layers(graph, xs), x, sim, outputs["rtl"]
                 )
             )
-    options: dict[str, Any] = {"board": getattr(board, "name", str(board))}
+    if isinstance(board, BuildOptions):
+        board_name = board.board_spec.name
+    else:
+        board_name = getattr(board, "name", str(board))
+    options: dict[str, Any] = {"board": board_name}
     if export is not None:
         options.update(
             io_type=export.io_type,

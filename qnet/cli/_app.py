@@ -7,6 +7,7 @@ imported inside the command functions, so ``qnet --help`` stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -66,7 +67,7 @@ def config_option_help() -> str:
 
 
 def resolve_build_options(
-    config: str | None,
+    config: str | Path | None,
     *,
     board: str | None = None,
     io_type: str | None = None,

@@ -9,17 +9,38 @@ equal; 2 on any mismatch or, with ``--allow-missing``, when a requested executor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from qnet.cli._app import app, config_option_help, console, resolve_build_options
 
-_BUILD_DEFAULTS = {
-    "board": "pynq-z2",
-    "io_type": "io_parallel",
-    "reuse_factor": 1,
-    "strategy": "Latency",
-}
+if TYPE_CHECKING:
+    from qnet.hw.options import BuildOptions
+
+
+def _build_defaults() -> dict[str, object]:
+    # imported here: qnet --help stays light
+    from qnet.hw import options
+
+    return {
+        "board": options.DEFAULT_BOARD,
+        "io_type": options.DEFAULT_IO_TYPE,
+        "reuse_factor": options.DEFAULT_REUSE_FACTOR,
+        "strategy": options.DEFAULT_STRATEGY,
+    }
+
+
+def _options(opts: dict, clock_period_ns: float | None) -> BuildOptions:
+    from qnet.hw.options import BuildOptions
+
+    return BuildOptions(
+        board=opts["board"],
+        io_type=opts["io_type"],
+        reuse_factor=opts["reuse_factor"],
+        strategy=opts["strategy"],
+        clock_period_ns=clock_period_ns,
+    )
 
 
 @app.command("export")
@@ -60,22 +81,13 @@ def export_command(
         io_type=io_type,
         reuse_factor=reuse_factor,
         strategy=strategy,
-        defaults=_BUILD_DEFAULTS,
+        defaults=_build_defaults(),
     )
     if clock_period_ns is None and "clock_mhz" in opts:
         clock_period_ns = 1000.0 / opts["clock_mhz"]
+    options = _options(opts, clock_period_ns)
     with console.status("exporting (lowering, hls4ml project, QONNX)..."):
-        summary = export_project(
-            str(model),
-            out,
-            board=opts["board"],
-            io_type=opts["io_type"],
-            reuse_factor=opts["reuse_factor"],
-            strategy=opts["strategy"],
-            clock_period_ns=clock_period_ns,
-            formats=tuple(formats),
-            force=force,
-        )
+        summary = export_project(str(model), out, options, formats=tuple(formats), force=force)
     console.print(f"wrote {summary.out}: {', '.join(summary.files)}")
     console.print(
         f"board {summary.board} ({summary.part}), backend {summary.backend}, "
@@ -127,9 +139,10 @@ def verify_command(
         io_type=io_type,
         reuse_factor=reuse_factor,
         strategy=strategy,
-        defaults=_BUILD_DEFAULTS,
+        defaults=_build_defaults(),
     )
-    clock = {"clock_period_ns": 1000.0 / opts["clock_mhz"]} if "clock_mhz" in opts else {}
+    clock = 1000.0 / opts["clock_mhz"] if "clock_mhz" in opts else None
+    options = _options(opts, clock)
     with console.status("loading model and inputs..."):
         source, x, where = verification_inputs(str(model), n, seed)
     with console.status(
@@ -138,13 +151,9 @@ def verify_command(
         report = verify(
             source,
             x,
-            board=opts["board"],
+            board=options,
             rtl=rtl,
             allow_missing=allow_missing,
-            io_type=opts["io_type"],
-            reuse_factor=opts["reuse_factor"],
-            strategy=opts["strategy"],
-            **clock,
         )
     console.print(
         f"{report.samples} inputs from {where}; board {report.export.get('board')}, "
