@@ -17,23 +17,28 @@ zero padding are dropped, as da4ml drops constant zeros):
 ``LUT = lut_per_adder_bit * adder_bits + lut_per_logic_bit * logic_bits`` and
 ``CARRY = carry_per_adder_bit * adder_bits`` with per-family constants
 (:data:`RTL_FAMILY_MODELS`): Xilinx LUT6 + CARRY4 (0.51, 0.70, 0.19), iCE40 LUT4 + SB_CARRY
-(0.92, 0, 0.61), ECP5 LUT4 + CCU2C (0.32, 0, 0.37). Xilinx needs ~0.5 LUT per counted adder
+(0.53, 0, 0.34), ECP5 LUT4 + CCU2C (0.22, 0.09, 0.18). Xilinx needs ~0.5 LUT per counted adder
 bit (yosys packs the adder's XOR and the operand's shifted-in constant bits into CARRY4, and
-da4ml shares more than the per-input rule counts); iCE40 ~1 LUT4 per bit (the SB_CARRY does
-not absorb the sum XOR); ECP5's CCU2C holds two full adder bits, so most adder bits cost no
-LUT4 at all. The Lattice fits have no separate logic term (it came out negative; the adder
-term absorbs it). FF = 0 for combinational logic; with ``pipeline_stages = N`` the model adds
-``N * (widest tensor in bits)`` FF (not calibrated). Latency is ``N`` cycles, II 1.
+da4ml shares more than the per-input rule counts); ECP5's CCU2C holds two full adder bits, so
+most adder bits cost no LUT4 at all. FF = 0 for combinational logic; with
+``pipeline_stages = N`` the model adds ``N * (widest tensor in bits)`` FF (not calibrated).
+Latency is ``N`` cycles, II 1.
 
-Calibration: yosys 0.23 (``synth_xilinx -family xc7`` / ``synth_ice40`` / ``synth_ecp5``
-through :func:`qnet.export.opensynth.run_open_flow`) on the graphs of tests/export/hw_graphs.py
-(LUT, estimate/yosys): MLP 8-8-10 4b artix7 904 (1.01), ice40 1,456 (0.98), ecp5 518 (0.96);
-MLP 64-32-16-10 4b artix7 19,480 (1.00); ConvNet2d (2,4) 4b artix7 12,668 (1.00), ice40
-18,880 (1.02), ecp5 6,374 (1.05). Held out: two more MLP 8-8-10 seeds within 0.85-1.01;
-a 2-bit MLP 16-16-10 is over-estimated 1.26x (artix7, ecp5) to 1.45x (ice40) -- with 2-bit
-weights da4ml shares sums of inputs across outputs, which the per-input rule does not see.
-CARRY is within 0.86-1.28x on the 4-bit designs (1.4-1.7x on the 2-bit one). The hls model
-is off by 0.3x-3.5x on the same designs. Tests: tests/hw/test_estimate_rtl.py.
+Calibration, iCE40 and ECP5: YoWASP yosys 0.70 (``synth_ice40 -dsp`` / ``synth_ecp5``) and
+nextpnr 0.11.1 through :func:`qnet.export.opensynth.run_open_flow` on the icebreaker and the
+ulx3s, for the seeded graphs of tests/data/rtl_open_flow.json (``python benchmarks/rtl.py
+collect``; ``fit`` gives the least-squares constants on the relative error, ``table`` the
+figures below). LUT estimate / yosys LUT on the fitted designs: MLP 8-8-10 2b ice40 0.93,
+ecp5 0.79; ConvNet1d (2,4) 2b 1.18, 1.03; MLP 16-16-10 2b 0.84, 0.56; MLP 4-4-10 8b 0.96,
+1.31. Held out (chosen before the fit): MLP 16-12-10 2b ice40 0.86, ecp5 0.54. CARRY within
+0.79-1.08 on every row. iCE40 is within 0.84-1.18; ECP5 is the weak one (0.54-1.31): yosys
+0.70's ECP5 mapping of 2-bit-weight MLPs takes about twice the LUT4s per counted adder bit of
+the 8-bit one, which one constant per family cannot follow. After place and route, iCE40 uses
+11-25 % more LUTs than yosys counts (route-through LUTs for carries and flip-flops); ECP5
+within 1 %. Xilinx: yosys 0.23 ``synth_xilinx -family xc7`` (not refitted): MLP 8-8-10 4b 904
+LUT (1.01), MLP 64-32-16-10 4b 19,480 (1.00), ConvNet2d (2,4) 4b 12,668 (1.00); two more MLP
+8-8-10 seeds within 0.85-1.01; a 2-bit MLP 16-16-10 1.26x. The hls model is off by 0.3x-3.5x
+on the same designs. Tests: tests/hw/test_estimate_rtl.py.
 
 The per-family constants (:data:`RTL_FAMILY_MODELS`) are the only fitted numbers of this model
 and are kept together here; a refit changes that table and the calibration figures above.
@@ -66,7 +71,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RtlFamilyModel:
-    """Per-family constants of the RTL-flow (da4ml shift-add) model, fitted to yosys 0.23.
+    """Per-family constants of the RTL-flow (da4ml shift-add) model, fitted to yosys runs.
 
     ``lut_per_adder_bit`` and ``lut_per_logic_bit`` turn the counted adder bits and
     cast/ReLU/max-pool bits into the family's LUTs; ``carry_per_adder_bit`` turns adder bits
@@ -83,8 +88,8 @@ class RtlFamilyModel:
 #: Fitted to the yosys figures in the module docstring (tests/hw/test_estimate_rtl.py).
 RTL_FAMILY_MODELS: dict[str, RtlFamilyModel] = {
     "xilinx": RtlFamilyModel("xilinx", 0.51, 0.70, 0.19),
-    "ice40": RtlFamilyModel("ice40", 0.92, 0.0, 0.61),
-    "ecp5": RtlFamilyModel("ecp5", 0.32, 0.0, 0.37),
+    "ice40": RtlFamilyModel("ice40", 0.53, 0.0, 0.34),
+    "ecp5": RtlFamilyModel("ecp5", 0.22, 0.09, 0.18),
 }
 #: board family -> RTL model
 RTL_FAMILY_OF: dict[str, str] = {

@@ -175,6 +175,66 @@ def estimate_command(
         console.print(f"plot written to {plot}")
 
 
+def _open_flow_tables(res: Any) -> None:
+    """Print an open-flow report: steps and tools, then resources against the estimate."""
+    from rich.table import Table
+
+    target = f", target {res.target_mhz:g} MHz" if res.target_mhz else ""
+    steps = Table(title=f"open flow on {res.board} ({res.part}){target}")
+    for col in ("step", "wall time", "tool", "build", "version"):
+        steps.add_column(col, justify="right" if col == "wall time" else "left")
+    tool_of = {"yosys": ("yosys",), "nextpnr": ("nextpnr-ice40", "nextpnr-ecp5")}
+    tool_of["bitstream"] = ("icepack", "ecppack")
+    for name, seconds in res.steps:
+        tool = next((t for t in tool_of.get(name, ()) if t in res.tools), "")
+        info = res.tools.get(tool, {})
+        wall = f"{res.step_seconds.get(name, seconds):.1f} s"
+        if seconds == 0.0:
+            wall += " (resumed)"
+        steps.add_row(name, wall, tool, info.get("source", ""), info.get("version", ""))
+    total = sum(res.step_seconds.get(name, s) for name, s in res.steps)
+    steps.add_section()
+    steps.add_row("total", f"{total:.1f} s", "", "", "")
+    console.print(steps)
+    pnr = res.pnr_resources or {}
+    est = res.estimate or {}
+    table = Table(title="resources: yosys, after place & route, rtl-flow estimate")
+    for col in ("resource", "yosys", "P&R", "estimate", "est/yosys", "est/P&R"):
+        table.add_column(col, justify="left" if col == "resource" else "right")
+
+    def cell(v: Any) -> str:
+        return "-" if v is None else f"{v:,}"
+
+    def ratio(kind: str, key: str) -> str:
+        r = res.ratio.get(kind, {}).get(key)
+        return "-" if r is None else f"{r:.2f}"
+
+    for key in ("LUT", "FF", "CARRY", "DSP", "BRAM_18K", "CELLS"):
+        if key not in res.resources and key not in pnr:
+            continue
+        table.add_row(
+            key,
+            cell(res.resources.get(key)),
+            cell(pnr.get(key)),
+            cell(est.get(key)),
+            ratio("synth", key),
+            ratio("pnr", key),
+        )
+    console.print(table)
+    if res.fmax_mhz is not None:
+        console.print(f"fmax {res.fmax_mhz:.1f} MHz (nextpnr, target {res.target_mhz:g} MHz)")
+    console.print(
+        f"FF include up to {res.harness_ff:,} synthesis-harness flops; CELLS: logic cells "
+        "in use after packing (LUT, carry and FF share them)",
+        markup=False,
+    )
+    for note in res.notes:
+        console.print(f"note: {note}", markup=False)
+    if res.yowasp_cache:
+        console.print(f"YoWASP compiled-tool cache: {res.yowasp_cache}", markup=False)
+    console.print(f"report written to {res.outputs['report']}", markup=False)
+
+
 @app.command("synth")
 def synth_command(
     project: Path = typer.Argument(..., help="Project directory written by 'qnet export'."),
@@ -197,31 +257,14 @@ def synth_command(
     info = read_export_info(project)
     board = load_board(info.board)
     graph = HwGraph.load(project / "hwgraph.npz")
-    est = estimate(
-        graph, board, io_type=info.io_type, reuse_factor=info.reuse_factor, strategy=info.strategy
-    )
     if flow == "open":
         from qnet.export.opensynth import run_open_flow
 
-        res = run_open_flow(project, board, force=force, quiet=quiet)
-        for name, seconds in res.steps:
-            console.print(f"step {name}: {seconds:.1f} s", markup=False)
-        if res.fmax_mhz is not None:
-            console.print(f"fmax {res.fmax_mhz:.1f} MHz")
-        import json as _json
-
-        meta_file = project / "verilog" / "qnet_rtl.json"
-        stages = (
-            int(_json.loads(meta_file.read_text()).get("latency", 0)) if meta_file.is_file() else 0
-        )
-        est = estimate(graph, board, flow="rtl", pipeline_stages=stages)
-        _estimate_table(est, dict(res.resources), "open synth")
-        if "CARRY" in res.resources:
-            console.print(
-                f"CARRY cells: estimate {est.carry:,}, open synth {res.resources['CARRY']:,}"
-            )
-        console.print(f"(open synth FF include up to {res.harness_ff:,} synthesis-harness flops)")
+        _open_flow_tables(run_open_flow(project, board, force=force, quiet=quiet))
         return
+    est = estimate(
+        graph, board, io_type=info.io_type, reuse_factor=info.reuse_factor, strategy=info.strategy
+    )
     if flow != "vendor":
         raise ConfigError(f"--flow {flow!r} is not known; use 'vendor' or 'open'")
     result = synthesize(
