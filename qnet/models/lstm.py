@@ -17,15 +17,16 @@ Read the actual scales from the eval-mode model: they are learned parameters.
 from __future__ import annotations
 
 import torch
-from brevitas.nn import QuantIdentity, QuantLSTM
+from brevitas.nn import QuantLSTM
 from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
 from qnet.errors import ConfigError
 from qnet.models._quant import (
     bias_quant,
-    input_quant,
-    quant_linear,
+    make_input_quant,
+    make_linear,
+    register_standardization,
     signed_range_quant,
     unsigned_range_quant,
     weight_quant,
@@ -55,7 +56,15 @@ class LSTMNet(nn.Module):
             raise ConfigError(f"lstm takes one hidden size, got hidden={config.hidden}")
         self.config = config
         hidden = config.hidden[0]
-        self.input_quant = QuantIdentity(input_quant(config.in_bits), return_quant_tensor=True)
+        register_standardization(self, config)
+        self.input_quant = make_input_quant(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = make_linear(hidden, config.num_classes, config)
+        if not config.quantize:
+            self.lstm: nn.Module = nn.LSTM(
+                config.in_shape[1], hidden, num_layers=1, batch_first=True, bias=True
+            )
+            return
         self.lstm = QuantLSTM(
             input_size=config.in_shape[1],
             hidden_size=hidden,
@@ -71,12 +80,14 @@ class LSTMNet(nn.Module):
             cell_state_quant=signed_range_quant(GATE_BITS, 4.0),
             return_quant_tensor=True,
         )
-        self.dropout = nn.Dropout(config.dropout)
-        self.fc = quant_linear(hidden, config.num_classes, config.w_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float input (N, T, F) -> float logits (N, num_classes)."""
+        if self.config.standardize:
+            x = (x - self.mean) / self.std
         outputs, _ = self.lstm(self.input_quant(x))
+        if not self.config.quantize:
+            return self.fc(self.dropout(outputs[:, -1, :]))
         # The last time step's hidden state, still a fixed-point QuantTensor (exact slice).
         last = IntQuantTensor(
             outputs.value[:, -1, :],
