@@ -50,6 +50,8 @@ __all__ = [
     "DEFAULT_VAL_FRACTION",
     "INPUT_NORMS",
     "INPUT_RANGE_PERCENTILE",
+    "synthetic_signals",
+    "synthetic_sequences",
 ]
 
 BUILTIN_DATASETS = ("digits", "digits-rows", "digits-seq")
@@ -283,6 +285,12 @@ def _prepare(raw: _Raw, model_kind: str, seed: int, val_fraction: float, method:
         # the range the model's quantiser sees: standardised exactly as the model does it
         z = (x_train.astype(np.float32) - mean) / std
         signed, limit = True, _pow2_range(float(np.percentile(np.abs(z), INPUT_RANGE_PERCENTILE)))
+        if model_kind == "lstm":
+            # QuantLSTM requantises its input with io_quant, which it shares with the hidden
+            # state h in (-1, 1): scale the standardised input into the same [-1, 1) range
+            # (a power of two, so the input quantiser's grid is unchanged relative to it).
+            std = (std64 * limit).astype(np.float32)
+            limit = 1.0
     elif float(x_train.min()) < 0:
         signed, limit = True, _pow2_range(float(np.abs(x_train).max()))
     else:
@@ -524,6 +532,68 @@ def _check_y(path: Path, key: str, y: np.ndarray) -> np.ndarray:
             f"{path}: {key}[{i}] = {y[i]!r} is negative; labels must be integers 0..K-1"
         )
     return y.astype(np.int64)
+
+
+def synthetic_signals(
+    n_train: int = 4000, n_test: int = 1000, length: int = 40, num_classes: int = 10, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A 1-D signal classification set (the arrays of an ``.npz``), generated, not downloaded.
+
+    Each class is a template (two sinusoids of class-specific frequency, phase and amplitude);
+    a sample is its template shifted by -3..3 steps and scaled by 0.7..1.3, plus Gaussian noise,
+    normalised to ~N(0, 1) overall; 1 % of the values are replaced by outliers of +-3..5.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / length
+    freqs = rng.uniform(1.0, 5.0, size=(num_classes, 2))
+    phases = rng.uniform(0, 2 * np.pi, size=(num_classes, 2))
+    amps = rng.uniform(0.5, 1.0, size=(num_classes, 2))
+    templates = (amps[:, :1] * np.sin(2 * np.pi * freqs[:, :1] * t + phases[:, :1])) + (
+        amps[:, 1:] * np.sin(2 * np.pi * freqs[:, 1:] * t + phases[:, 1:])
+    )
+    n = n_train + n_test
+    y = rng.integers(0, num_classes, size=n)
+    shift = rng.integers(-3, 4, size=n)
+    gain = rng.uniform(0.7, 1.3, size=n)
+    x = np.stack([np.roll(templates[c], s) for c, s in zip(y, shift, strict=True)]) * gain[:, None]
+    x = x + rng.normal(0, 0.8, size=x.shape)
+    x = x / x.std()
+    out = rng.random(x.shape) < 0.01
+    x[out] = rng.choice([-1.0, 1.0], size=int(out.sum())) * rng.uniform(3.0, 5.0, int(out.sum()))
+    x = x.astype(np.float32)
+    return {
+        "x_train": x[:n_train],
+        "y_train": y[:n_train],
+        "x_test": x[n_train:],
+        "y_test": y[n_train:],
+    }
+
+
+def synthetic_sequences(
+    n_train: int = 4000, n_test: int = 1000, length: int = 64, num_classes: int = 10, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A long-sequence classification set (1 feature, ``length`` steps) that needs memory.
+
+    Each class is a motif of 8 steps (random, fixed per class) hidden at a random position in
+    the first half of a noise sequence (N(0, 0.6)), so a classifier reading the end of the
+    sequence must carry it for 24..56 steps; values are scaled by 3 and offset by 1 (raw data
+    not centred, to exercise standardisation).
+    """
+    rng = np.random.default_rng(seed + 1000)
+    motifs = rng.normal(0, 1.0, size=(num_classes, 8))
+    n = n_train + n_test
+    y = rng.integers(0, num_classes, size=n)
+    x = rng.normal(0, 0.6, size=(n, length))
+    start = rng.integers(0, length // 2 - 8, size=n)
+    for i in range(n):
+        x[i, start[i] : start[i] + 8] += motifs[y[i]]
+    x = (3.0 * x + 1.0).astype(np.float32)
+    return {
+        "x_train": x[:n_train],
+        "y_train": y[:n_train],
+        "x_test": x[n_train:],
+        "y_test": y[n_train:],
+    }
 
 
 SPLITS = ("test", "val", "train")

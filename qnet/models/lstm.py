@@ -81,10 +81,19 @@ class LSTMNet(nn.Module):
             return_quant_tensor=True,
         )
 
+    #: Train with :mod:`qnet.models._fast_lstm` (Brevitas' quantisers, scales computed once
+    #: per forward); eval mode always runs Brevitas' own QuantLSTM forward.
+    fast_training: bool = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float input (N, T, F) -> float logits (N, num_classes)."""
         if self.config.standardize:
             x = (x - self.mean) / self.std
+        if self.training and self.fast_training and self.config.quantize:
+            from qnet.models._fast_lstm import fast_lstm_last_hidden, supports
+
+            if supports(self.lstm):
+                return self.fc(self.dropout(fast_lstm_last_hidden(self.lstm, self.input_quant(x))))
         outputs, _ = self.lstm(self.input_quant(x))
         if not self.config.quantize:
             return self.fc(self.dropout(outputs[:, -1, :]))
