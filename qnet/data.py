@@ -574,19 +574,28 @@ def synthetic_sequences(
 ) -> dict[str, np.ndarray]:
     """A long-sequence classification set (1 feature, ``length`` steps) that needs memory.
 
-    Each class is a motif of 8 steps (random, fixed per class) hidden at a random position in
-    the first half of a noise sequence (N(0, 0.6)), so a classifier reading the end of the
-    sequence must carry it for 24..56 steps; values are scaled by 3 and offset by 1 (raw data
-    not centred, to exercise standardisation).
+    Each class is a code of 4 levels in {-1, 0, 1} (distinct in at least 2 places); a sample
+    holds each level for a quarter of the sequence (boundaries jittered by +-2 steps), plus
+    Gaussian noise (std 1), scaled by 3 and offset by 1 (raw data not centred, to exercise
+    standardisation). A classifier reading the last hidden state must carry the first
+    quarter's level for ~48 steps.
     """
     rng = np.random.default_rng(seed + 1000)
-    motifs = rng.normal(0, 1.0, size=(num_classes, 8))
+    levels = np.array(np.meshgrid(*[[-1.0, 0.0, 1.0]] * 4, indexing="ij")).reshape(4, -1).T
+    codes: list[np.ndarray] = []
+    for i in rng.permutation(len(levels)):
+        if all((levels[i] != c).sum() >= 2 for c in codes):
+            codes.append(levels[i])
+        if len(codes) == num_classes:
+            break
     n = n_train + n_test
     y = rng.integers(0, num_classes, size=n)
-    x = rng.normal(0, 0.6, size=(n, length))
-    start = rng.integers(0, length // 2 - 8, size=n)
+    quarter = length // 4
+    x = rng.normal(0, 1.0, size=(n, length))
     for i in range(n):
-        x[i, start[i] : start[i] + 8] += motifs[y[i]]
+        cuts = [0] + [q * quarter + int(rng.integers(-2, 3)) for q in (1, 2, 3)] + [length]
+        for q in range(4):
+            x[i, cuts[q] : cuts[q + 1]] += codes[y[i]][q]
     x = (3.0 * x + 1.0).astype(np.float32)
     return {
         "x_train": x[:n_train],

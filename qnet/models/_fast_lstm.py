@@ -145,7 +145,7 @@ def _stack(quants: list[_Quant], width: int) -> tuple[Tensor, Tensor, Tensor, Te
 
 
 def _fq(x: Tensor, scale: Tensor, k: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, ...]:
-    """Forward of :class:`_FakeQuant` without autograd: (y, inside, p).
+    """Brevitas' ``IntQuant.forward`` without autograd: (y, inside, p).
 
     ``torch.clamp`` equals Brevitas' two ``torch.where`` for lo < hi (NaN stays NaN in both),
     and ``q == r`` is exactly "not clamped" (``lo <= r <= hi``).
@@ -162,7 +162,7 @@ def _fq(x: Tensor, scale: Tensor, k: tuple[Tensor, Tensor, Tensor]) -> tuple[Ten
 def _fq_back(
     grad: Tensor, x: Tensor, scale: Tensor, inside: Tensor, p: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Backward of :class:`_FakeQuant`: dx and the two terms of dscale (to be summed).
+    """Gradient of :func:`_fq`: dx and the two terms of dscale (to be summed).
 
     ``(grad * scale * inside) / scale == grad * inside`` exactly: the scale is a power of two.
     """

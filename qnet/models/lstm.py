@@ -16,6 +16,8 @@ Read the actual scales from the eval-mode model: they are learned parameters.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from brevitas.nn import QuantLSTM
 from brevitas.quant_tensor import IntQuantTensor
@@ -80,6 +82,20 @@ class LSTMNet(nn.Module):
             cell_state_quant=signed_range_quant(GATE_BITS, 4.0),
             return_quant_tensor=True,
         )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, after dropping Brevitas' lazily built fused cell.
+
+        Brevitas builds ``_fast_cell`` (aliases of the cell's quantisers) at its first forward;
+        its keys are then expected by ``load_state_dict`` but never written by ``state_dict``,
+        so a model that has run Brevitas' forward could not load a state. It is rebuilt on the
+        next forward.
+        """
+        if self.config.quantize:
+            for direction in self.lstm.layers:
+                for layer in direction:
+                    layer._fast_cell = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     #: Train with :mod:`qnet.models._fast_lstm` (Brevitas' quantisers, scales computed once
     #: per forward); eval mode always runs Brevitas' own QuantLSTM forward.
