@@ -569,7 +569,17 @@ def _progress(quiet: bool, description: str, total: int, completed: int) -> tupl
 
 
 def _cpu_state(model: Any) -> dict[str, Any]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    """A CPU copy of every weight, including Brevitas' runtime-statistics scales that have not
+    collected any statistics yet (Brevitas leaves those out of ``state_dict`` by default, and
+    then cannot load its own state: a float baseline never runs its quantisers)."""
+    from brevitas import config as brevitas_config
+
+    old = brevitas_config._FULL_STATE_DICT
+    brevitas_config._FULL_STATE_DICT = True
+    try:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    finally:
+        brevitas_config._FULL_STATE_DICT = old
 
 
 class _Loop:
