@@ -53,7 +53,7 @@ def main() -> None:
     import qnet
     from qnet.data import load_dataset
     from qnet.export.hls import to_hls4ml
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
     from qnet.models import ModelConfig, build_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

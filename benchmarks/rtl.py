@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/rtl.py [--out DIR] [--models mlp,conv_small,conv_demo,zoo_mlp]
 Prints a markdown table: per model and board, yosys LUT/FF/CARRY/DSP/BRAM, nextpnr fmax
-(iCE40) next to qnet.hw.estimate's LUT/FF/DSP.
+(iCE40) next to qnet.hw.estimator's LUT/FF/DSP.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def main() -> None:
     args = ap.parse_args()
     from qnet.export.opensynth import run_open_flow
     from qnet.export.verilog import VerilogProject, build_rtl, write_rtl_project
-    from qnet.hw.estimate import estimate
-    from qnet.hw.simulate import simulate
+    from qnet.hw.estimator import estimate
+    from qnet.hw.simulator import simulate
 
     root = Path(args.out)
     rows = []

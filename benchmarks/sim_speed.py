@@ -18,7 +18,7 @@ import torch  # noqa: E402
 
 import qnet  # noqa: E402
 from qnet.data import load_dataset  # noqa: E402
-from qnet.hw.simulate import simulate  # noqa: E402
+from qnet.hw.simulator import simulate  # noqa: E402
 from qnet.models import ModelConfig, build_model  # noqa: E402
 
 N = 2000

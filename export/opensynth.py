@@ -81,7 +81,7 @@ class OpenSynthReport:
         Device family.
     resources : dict
         ``LUT``, ``FF``, ``CARRY``, ``DSP``, ``BRAM_18K`` (and ``MUX`` where the family has
-        wide-mux cells; keys as :meth:`qnet.hw.estimate.Estimate.resources`), counted by yosys ``stat`` on the harnessed design.
+        wide-mux cells; keys as :meth:`qnet.hw.estimator.Estimate.resources`), counted by yosys ``stat`` on the harnessed design.
     cells : dict
         Raw yosys cell counts.
     fmax_mhz : float or None

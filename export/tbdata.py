@@ -42,7 +42,7 @@ def write_tb_data(
         The input and output files.
     """
     from qnet.export.hls import to_channels_last
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     graph = export.graph
     root = Path(project_dir) if project_dir is not None else export.output_dir

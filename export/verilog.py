@@ -3,7 +3,7 @@
 Every layer of the :class:`~qnet.hw.graph.HwGraph` is traced symbolically on da4ml
 ``FixedVariable`` objects, which carry the exact value interval and lsb of every signal.
 A trace function per layer kind (explicit registry :data:`TRACERS`) builds the same arithmetic
-as :mod:`qnet.hw.simulate`: constant-matrix products as shift-add networks (da4ml's CMVM
+as :mod:`qnet.hw.simulator`: constant-matrix products as shift-add networks (da4ml's CMVM
 solver; the weights are the layers' integer mantissas), the bias as a constant add, max trees,
 comparisons, and every cast into a layer's ``FixedType`` built from primitive operations so that
 each rounding mode (including ``AP_RND_CONV``, ties to even, which da4ml's own ``quantize``
@@ -763,7 +763,7 @@ def to_verilog(
     force: bool = False,
     upto: str | None = None,
 ) -> Path:
-    """Write the graph as Verilog through da4ml (bit-exact with :func:`qnet.hw.simulate`).
+    """Write the graph as Verilog through da4ml (bit-exact with :func:`qnet.hw.simulator`).
 
     Parameters
     ----------
@@ -911,8 +911,8 @@ class RtlModel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Run the RTL on float input (N, *input shape), quantised by the graph's input type
-        exactly as :func:`qnet.hw.simulate` does; returns exact float64 outputs."""
-        from qnet.hw.simulate import _check_input
+        exactly as :func:`qnet.hw.simulator` does; returns exact float64 outputs."""
+        from qnet.hw.simulator import _check_input
 
         arr = _check_input(self.graph, x)
         mant = self.graph.input_type.to_int(arr)
@@ -1109,7 +1109,7 @@ def trace_predict(graph: HwGraph, x: np.ndarray, upto: str | None = None) -> np.
     Fast enough to check every layer separately, so a mismatch against the simulator can be
     pinned to the first layer whose traced logic diverges.
     """
-    from qnet.hw.simulate import _check_input
+    from qnet.hw.simulator import _check_input
 
     trace = _da4ml()
     arr = _check_input(graph, x)
@@ -1124,7 +1124,7 @@ def trace_layers(graph: HwGraph, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every layer's output (exact float64, by layer name) computed by the traced da4ml logic
     in da4ml's C++ interpreter: one trace, one run. Compare with ``simulate(graph, x,
     trace=True)`` to find the first layer whose logic diverges."""
-    from qnet.hw.simulate import _check_input
+    from qnet.hw.simulator import _check_input
 
     trace = _da4ml()
     arr = _check_input(graph, x)

@@ -2,28 +2,17 @@
 
 Fixed-point formats (:class:`FixedType`), the hardware graph (:class:`HwGraph` and its
 layers), the bit-accurate simulator and the resource/latency estimator. Loads on a machine
-with only NumPy.
+with only NumPy, so everything is imported eagerly: ``qnet.hw.simulate`` and
+``qnet.hw.estimate`` are the functions whatever was imported before (their modules are
+``qnet.hw.simulator`` and ``qnet.hw.estimator``).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from qnet.hw.boards import load_board
+from qnet.hw.estimator import estimate
 from qnet.hw.fixed import FixedType, Overflow, Rounding
+from qnet.hw.graph import HwGraph
+from qnet.hw.simulator import simulate
 
 __all__ = ["FixedType", "Rounding", "Overflow", "HwGraph", "simulate", "estimate", "load_board"]
-
-_LAZY = {
-    "HwGraph": "qnet.hw.graph",
-    "simulate": "qnet.hw.simulate",
-    "estimate": "qnet.hw.estimate",
-    "load_board": "qnet.hw.boards",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qnet.hw' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

@@ -46,7 +46,7 @@ __all__ = [
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
     "lower": "qnet.lower",
-    "simulate": "qnet.hw.simulate",
+    "simulate": "qnet.hw.simulator",
     "verify": "qnet.verify",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",

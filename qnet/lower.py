@@ -718,7 +718,7 @@ def simulate_checkpoint(
     """
     from qnet.checkpoint import load_checkpoint
     from qnet.data import checkpoint_split
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     ckpt = (
         load_checkpoint(path_or_ckpt)

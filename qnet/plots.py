@@ -31,7 +31,7 @@ def _save(fig: Any, path: Path, dpi: int = 100) -> Path:
 
 
 def plot_estimate(est: Any, path: str | os.PathLike[str]) -> Path:
-    """Per-layer LUT / FF / DSP / BRAM bars of a :class:`qnet.hw.estimate.Estimate`."""
+    """Per-layer LUT / FF / DSP / BRAM bars of a :class:`qnet.hw.estimator.Estimate`."""
     plt = _pyplot()
     rows = [r for r in est.layers if r.lut or r.ff or r.dsp or r.bram_18k]
     keys = ("LUT", "FF", "DSP", "BRAM_18K")

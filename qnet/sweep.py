@@ -1,7 +1,7 @@
 """Precision sweeps: train a grid of (weight bits, activation bits), estimate each on a board.
 
 :func:`run_sweep` trains every grid point with :func:`qnet.train.train` into
-``OUT/points/w{W}a{A}/``, lowers the checkpoint and runs :func:`qnet.hw.estimate.estimate`,
+``OUT/points/w{W}a{A}/``, lowers the checkpoint and runs :func:`qnet.hw.estimator.estimate`,
 records the point in ``point.json`` (atomically) and finally writes ``sweep.csv`` and
 ``pareto.png`` (accuracy vs LUTs and vs latency, Pareto fronts drawn). A point whose
 ``point.json`` exists is not retrained, so an interrupted sweep resumes where it stopped.
@@ -173,7 +173,7 @@ def run_sweep(
     """
     from qnet.data import load_dataset
     from qnet.hw.boards import load_board
-    from qnet.hw.estimate import estimate
+    from qnet.hw.estimator import estimate
     from qnet.lower import lower_checkpoint
     from qnet.train import TrainConfig, default_model_config, train
 

@@ -223,7 +223,7 @@ def _first_layer_divergence(
 ) -> Divergence | None:
     """Trace the mismatching samples through another executor (``tracer(x)`` -> every layer's
     output by name) and the simulator; the first layer whose outputs differ."""
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     subset = bad[:64]
     sim_trace = simulate(graph, x[subset], trace=True)
@@ -318,7 +318,7 @@ def verify(
     """
     import tempfile
 
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     x = np.asarray(x, dtype=np.float32).astype(np.float64)
     if x.ndim < 2 or x.shape[0] < 1:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import qnet  # noqa: E402
-from qnet.hw.simulate import simulate  # noqa: E402
+from qnet.hw.simulator import simulate  # noqa: E402
 from qnet.models import ModelConfig, build_model  # noqa: E402
 
 # Two torch threads on these 2-core machines make small Brevitas models ~20x slower (and the

@@ -16,7 +16,7 @@ from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFixedPoint 
 import qnet  # noqa: E402
 from qnet.errors import UnsupportedLayerError  # noqa: E402
 from qnet.hw.graph import HwGraph  # noqa: E402
-from qnet.hw.simulate import simulate  # noqa: E402
+from qnet.hw.simulator import simulate  # noqa: E402
 from qnet.lower import register_lowerer  # noqa: E402
 from qnet.models._quant import input_quant  # noqa: E402
 

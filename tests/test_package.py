@@ -39,8 +39,8 @@ def test_help_and_version_do_not_import_heavy_libraries() -> None:
 def test_hw_imports_without_torch() -> None:
     code = (
         "import sys\n"
-        "import qnet.hw, qnet.hw.graph, qnet.hw.simulate, qnet.hw.fixed\n"
-        "for name in ('qnet.hw.boards', 'qnet.hw.estimate', 'qnet.hw.lstm'):\n"
+        "import qnet.hw, qnet.hw.graph, qnet.hw.simulator, qnet.hw.fixed\n"
+        "for name in ('qnet.hw.boards', 'qnet.hw.estimator', 'qnet.hw.lstm'):\n"
         "    try:\n"
         "        __import__(name)\n"
         "    except ModuleNotFoundError as e:\n"

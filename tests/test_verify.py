@@ -183,7 +183,7 @@ def test_narrow_accumulator_is_named_as_first_divergence(tmp_path) -> None:
     div = pair.divergence
     assert div.value_a != div.value_b
     # the values really are the simulator's and differ from the C simulation there
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     sim = simulate(graph, x[div.sample : div.sample + 1].astype(np.float64), trace=True)[
         target.name

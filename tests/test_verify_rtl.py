@@ -29,7 +29,7 @@ pytestmark = [
 
 def test_rtl_divergence_names_the_altered_layer() -> None:
     from qnet.export.verilog import trace_layers
-    from qnet.hw.simulate import simulate
+    from qnet.hw.simulator import simulate
 
     graph = make_mlp(4, seed=3, n_in=12, hidden=(8,))
     target = graph["fc0"]

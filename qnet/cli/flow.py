@@ -134,7 +134,7 @@ def estimate_command(
 ) -> None:
     """Estimate resources, latency and throughput of a model on a board (no vendor tool)."""
     from qnet.errors import ConfigError
-    from qnet.hw.estimate import estimate
+    from qnet.hw.estimator import estimate
 
     graph, defaults = _load_graph(source)
     board = board or defaults.get("board")
@@ -179,7 +179,7 @@ def synth_command(
     from qnet.errors import ConfigError
     from qnet.export.synth import read_export_info, synthesize
     from qnet.hw.boards import load_board
-    from qnet.hw.estimate import estimate
+    from qnet.hw.estimator import estimate
     from qnet.hw.graph import HwGraph
 
     info = read_export_info(project)

@@ -16,7 +16,7 @@ from qnet.errors import BoardError, ConfigError  # noqa: E402
 from qnet.export.hls import register_hls_handler, to_hls4ml  # noqa: E402
 from qnet.hw.fixed import FixedType, Overflow, Rounding  # noqa: E402
 from qnet.hw.graph import AvgPool, Conv, Dense, HwGraph, ReLU  # noqa: E402
-from qnet.hw.simulate import simulate  # noqa: E402
+from qnet.hw.simulator import simulate  # noqa: E402
 
 
 def _typedefs(path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from qnet.hw.graph import (  # noqa: E402
     MultiThreshold,
     Quant,
 )
-from qnet.hw.simulate import simulate  # noqa: E402
+from qnet.hw.simulator import simulate  # noqa: E402
 
 pytest.importorskip("da4ml", reason="da4ml is not installed (pip install -e '.[rtl]')")
 

@@ -1,7 +1,7 @@
 """Estimator: rules on tiny graphs, and calibration against published synthesis results.
 
 Published figures: /work/shared/reference/published-synthesis.md (J1, J2, C1, T1).
-The tolerances below are the ones this model reaches; see hw/estimate.py for its weak spots.
+The tolerances below are the ones this model reaches; see hw/estimator.py for its weak spots.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from qnet.errors import ConfigError
-from qnet.hw.estimate import estimate, valid_reuse_factors
+from qnet.hw.estimator import estimate, valid_reuse_factors
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import Dense, HwGraph, Input, Layer, ReLU
 

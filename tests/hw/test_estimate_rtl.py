@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "export"))
 from hw_graphs import make_convnet, make_mlp  # noqa: E402
 
 from qnet.errors import ConfigError  # noqa: E402
-from qnet.hw.estimate import estimate  # noqa: E402
+from qnet.hw.estimator import estimate  # noqa: E402
 
 BOARDS = {"artix7": "arty-a7-100t", "ice40": "icebreaker", "ecp5": "ulx3s"}
 

@@ -19,7 +19,7 @@ from qnet.hw.graph import (
     MultiThreshold,
     ReLU,
 )
-from qnet.hw.simulate import simulate
+from qnet.hw.simulator import simulate
 
 U8 = FixedType(8, 0, False, Rounding.RND_CONV, Overflow.SAT)
 W4 = FixedType(4, 1)

@@ -9,7 +9,7 @@ from qnet.errors import FormatError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import HwGraph, Input
 from qnet.hw.lstm import LSTM
-from qnet.hw.simulate import simulate, simulate_int
+from qnet.hw.simulator import simulate, simulate_int
 
 RC, SAT = Rounding.RND_CONV, Overflow.SAT
 

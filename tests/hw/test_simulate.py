@@ -14,7 +14,7 @@ import pytest
 
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import Add, AvgPool, Conv, Dense, HwGraph, Input, MultiThreshold, Quant
-from qnet.hw.simulate import simulate, simulate_int
+from qnet.hw.simulator import simulate, simulate_int
 
 RND = dict(rounding=Rounding.RND_CONV, overflow=Overflow.SAT)
 
