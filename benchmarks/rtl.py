@@ -33,7 +33,7 @@ def _models(names: list[str]):
         elif name.startswith("zoo_"):
             import torch
 
-            from qnet.lower import lower
+            from qnet.lowering import lower
             from qnet.models import ModelConfig, build_model
 
             kind = {"zoo_mlp": "mlp", "zoo_conv": "convnet2d"}[name]

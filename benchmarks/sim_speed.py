@@ -6,7 +6,6 @@ eval, no_grad) time and their ratio, and checks the outputs are equal.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import warnings
 
@@ -65,21 +64,16 @@ def main() -> None:
     )
     _calibrate(model, x)
     rows.append(_bench(f"ConvNet2d 4-bit, {len(x)} digits images", model, x))
-    if importlib.util.find_spec("qnet.lower_lstm") is not None:
-        seq = load_dataset("digits-rows", "lstm")
-        xs = np.resize(np.concatenate([seq.x_train, seq.x_test]), (N, *seq.in_shape)).astype(
-            np.float32
-        )
-        model = build_model(
-            ModelConfig("lstm", seq.in_shape, seq.num_classes, hidden=(32,), dropout=0.0)
-        )
-        _calibrate(model, xs)
-        try:
-            rows.append(_bench(f"LSTM 4-bit, {len(xs)} digits-rows sequences", model, xs))
-        except qnet.UnsupportedLayerError as exc:
-            print(f"LSTM: not lowerable yet ({exc})")
-    else:
-        print("LSTM: no QuantLSTM lowering installed (qnet/lower_lstm.py missing)")
+    seq = load_dataset("digits-rows", "lstm")
+    xs = np.resize(np.concatenate([seq.x_train, seq.x_test]), (N, *seq.in_shape)).astype(np.float32)
+    model = build_model(
+        ModelConfig("lstm", seq.in_shape, seq.num_classes, hidden=(32,), dropout=0.0)
+    )
+    _calibrate(model, xs)
+    try:
+        rows.append(_bench(f"LSTM 4-bit, {len(xs)} digits-rows sequences", model, xs))
+    except qnet.UnsupportedLayerError as exc:
+        print(f"LSTM: not lowerable yet ({exc})")
     print(
         f"{'model':45s} {'simulator s':>12s} {'brevitas s':>11s} {'sim/brevitas':>13s} {'equal':>6s}"
     )

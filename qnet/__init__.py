@@ -45,7 +45,7 @@ __all__ = [
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
-    "lower": "qnet.lower",
+    "lower": "qnet.lowering",
     "simulate": "qnet.hw.simulator",
     "verify": "qnet.verify",
     "FixedType": "qnet.hw.fixed",

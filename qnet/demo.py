@@ -68,7 +68,7 @@ def run_demo(
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
     from qnet.hw.simulator import simulate
-    from qnet.lower import lower
+    from qnet.lowering import lower
     from qnet.plots import plot_confusion, plot_estimate
     from qnet.train import TrainConfig, default_model_config, evaluate, train
     from qnet.verify import verify

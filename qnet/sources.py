@@ -124,10 +124,10 @@ def load_graph(spec: str | Path) -> Any:
         if path.suffix == ".npz":
             return HwGraph.load(path)
     if not is_user_model_spec(spec):
-        from qnet.lower import lower_checkpoint
+        from qnet.evaluation import lower_checkpoint
 
         return lower_checkpoint(_checkpoint_path(path))
     source = load_model(spec)
-    from qnet.lower import lower
+    from qnet.lowering import lower
 
     return lower(source.model, source.example_input)

@@ -172,9 +172,9 @@ def run_sweep(
         or ``cached``), e.g. to advance a progress bar.
     """
     from qnet.data import load_dataset
+    from qnet.evaluation import lower_checkpoint
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
-    from qnet.lower import lower_checkpoint
     from qnet.train import TrainConfig, default_model_config, train
 
     board_obj = load_board(board)

@@ -257,9 +257,9 @@ def _resolve_model(model_or_checkpoint: Any, x: np.ndarray) -> tuple[Any, Any]:
         model = model.model
     import torch
 
-    import qnet.lower
+    from qnet.lowering import lower
 
-    graph = qnet.lower.lower(model, torch.as_tensor(x[:1], dtype=torch.float32))
+    graph = lower(model, torch.as_tensor(x[:1], dtype=torch.float32))
     return model, graph
 
 

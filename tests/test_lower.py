@@ -17,7 +17,7 @@ import qnet  # noqa: E402
 from qnet.errors import UnsupportedLayerError  # noqa: E402
 from qnet.hw.graph import HwGraph  # noqa: E402
 from qnet.hw.simulator import simulate  # noqa: E402
-from qnet.lower import register_lowerer  # noqa: E402
+from qnet.lowering import register_lowerer  # noqa: E402
 from qnet.models._quant import input_quant  # noqa: E402
 
 torch.set_num_threads(1)

@@ -102,10 +102,25 @@ def test_normal_install_imports_hw_and_export(tmp_path: Path) -> None:
 
 def test_public_functions_stay_callable_after_their_modules_are_imported() -> None:
     import qnet
-    import qnet.lower
+    import qnet.evaluation
+    import qnet.lowering
     import qnet.verify
     from qnet.verify import VerifyReport
 
     assert callable(qnet.verify) and callable(qnet.lower)
     assert qnet.verify.VerifyReport is VerifyReport
     assert callable(qnet.simulate)
+
+
+def test_lower_is_the_function_whatever_was_imported() -> None:
+    import importlib.util
+    import types
+
+    import qnet
+    import qnet.evaluation
+    import qnet.lowering
+    import qnet.lowering.driver  # noqa: F401
+
+    assert isinstance(qnet.lower, types.FunctionType)
+    assert qnet.lower is qnet.lowering.lower
+    assert importlib.util.find_spec("qnet.lower") is None  # no module to shadow the function

@@ -48,7 +48,7 @@ def simulate_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the built-in data split."),
 ) -> None:
     """Simulator accuracy vs Brevitas accuracy on a data split, and the exact-match count."""
-    from qnet.lower import simulate_checkpoint
+    from qnet.evaluation import simulate_checkpoint
 
     r = simulate_checkpoint(checkpoint, data, split, seed)
     console.print(f"{r.split} split: {r.samples} samples")

@@ -1,4 +1,4 @@
-"""Lowering handlers of the built-in layers (handler signature: see :mod:`qnet.lower`).
+"""Lowering handlers of the built-in layers (handler signature: see :mod:`qnet.lowering`).
 
 Each handler turns one recorded call into HwGraph layers. Brevitas semantics relied upon:
 
@@ -32,16 +32,14 @@ from qnet.hw.graph import (
     Quant,
     ReLU,
 )
-from qnet.lower import (
+from qnet.lowering.context import (
     Call,
     LowerContext,
     TensorRef,
-    acc_type_for,
-    fixed_type_of,
     register_function_lowerer,
     register_lowerer,
-    weight_mantissas,
 )
+from qnet.lowering.quant import acc_type_for, fixed_type_of, weight_mantissas
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -87,7 +85,7 @@ def _act_output_type(ctx: LowerContext, call: Call) -> tuple[FixedType, Any]:
     qt = module.act_quant(_value(x))
     if not isinstance(qt, QuantTensor):
         raise ctx.unsupported(call, "its quantiser is disabled", "an enabled integer act_quant")
-    return fixed_type_of(call, qt, module.act_quant, "the output quantiser"), qt
+    return fixed_type_of(call.source, qt, module.act_quant, "the output quantiser"), qt
 
 
 def _multithreshold(
@@ -205,7 +203,7 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
             )
         return ref, x
     qx = proxy(_value(x))
-    t = fixed_type_of(call, qx, proxy, "the input quantiser")
+    t = fixed_type_of(call.source, qx, proxy, "the input quantiser")
     r = ctx.add(Quant(ctx.name(call, ".input_quant"), (ref.layer,), ref.shape, t, call.source))
     return r, qx
 
@@ -219,11 +217,11 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
     if not ref.type.contains(_value(qx).double().numpy()):
         raise ctx.unsupported(call, f"its input values do not fit {in_type}")
     qw = module.quant_weight(qx)
-    weight, weight_type = weight_mantissas(call, qw, "weight")
+    weight, weight_type = weight_mantissas(call.source, qw, "weight")
     bias = bias_type = None
     if module.bias is not None:
         qb = module.bias_quant(module.bias, qx, qw)
-        bias, bias_type = weight_mantissas(call, qb, "bias")
+        bias, bias_type = weight_mantissas(call.source, qb, "bias")
         bias = bias.reshape(-1)
     acc_type, bound = acc_type_for(in_type, weight, weight_type, bias, bias_type)
     out_type = acc_type
@@ -231,7 +229,7 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         out_qt = call.output
         if not isinstance(out_qt, QuantTensor):
             out_qt = module.output_quant(_value(call.output))
-        out_type = fixed_type_of(call, out_qt, module.output_quant, "the output quantiser")
+        out_type = fixed_type_of(call.source, out_qt, module.output_quant, "the output quantiser")
     name = ctx.name(call)
     layer = make(
         name=name,
@@ -436,7 +434,7 @@ def _lower_eltwise_add(ctx: LowerContext, call: Call) -> TensorRef:
         new = []
         for i, (r, x) in enumerate(zip(refs, xs, strict=True)):
             qx = m.input_quant(_value(x))
-            t = fixed_type_of(call, qx, m.input_quant, "the input quantiser")
+            t = fixed_type_of(call.source, qx, m.input_quant, "the input quantiser")
             new.append(
                 ctx.add(
                     Quant(ctx.name(call, f".input_quant{i}"), (r.layer,), r.shape, t, call.source)
@@ -450,5 +448,5 @@ def _lower_eltwise_add(ctx: LowerContext, call: Call) -> TensorRef:
             qa = m.input_quant(_value(xs[0])) if _enabled(m.input_quant) else xs[0]
             qb = m.input_quant(_value(xs[1])) if _enabled(m.input_quant) else xs[1]
             out_qt = m.output_quant(_value(qa) + _value(qb))
-        out_type = fixed_type_of(call, out_qt, m.output_quant, "the output quantiser")
+        out_type = fixed_type_of(call.source, out_qt, m.output_quant, "the output quantiser")
     return _add_layers(ctx, call, refs[0], refs[1], out_type)

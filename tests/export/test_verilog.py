@@ -279,7 +279,7 @@ def test_existing_output_is_refused_without_force(tmp_path):
 # ------------------------------------------------------------------------------ zoo models
 def _lowered(kind: str, **kw) -> HwGraph:
     torch = pytest.importorskip("torch")
-    from qnet.lower import lower
+    from qnet.lowering import lower
     from qnet.models import ModelConfig, build_model
 
     cfg = ModelConfig(kind=kind, num_classes=10, w_bits=4, a_bits=4, in_bits=8, **kw)

@@ -1,7 +1,8 @@
 """Lowering of Brevitas ``QuantLSTM`` to the hardware :class:`~qnet.hw.lstm.LSTM` layer.
 
-Every quantiser of the cell must be fixed point (power-of-two scale, zero point 0, round half
-to even, saturating); anything else raises :class:`~qnet.errors.UnsupportedLayerError`.
+Every quantiser of the cell must be fixed point (power-of-two per-tensor scale, zero point 0,
+saturating; the roundings :mod:`qnet.lowering.quant` accepts); anything else raises
+:class:`~qnet.errors.UnsupportedLayerError`.
 Scales are read from the eval-mode module (they are learned or calibrated). Each activation
 quantiser's :class:`FixedType` is also checked against the quantiser itself on a dense grid of
 inputs, and the activation tables are computed by calling Brevitas' own (fused
@@ -11,22 +12,28 @@ activation + quantiser) proxies on every representable input: exact by construct
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 
 from qnet.errors import UnsupportedLayerError
-from qnet.hw.fixed import FixedType, Overflow, Rounding
+from qnet.hw.fixed import FixedType
 from qnet.hw.graph import Layer, Quant
 from qnet.hw.lstm import LSTM
+from qnet.lowering.context import (
+    Call,
+    LowerContext,
+    TensorRef,
+    register_function_lowerer,
+    register_lowerer,
+)
+from qnet.lowering.quant import acc_type_from_bound, proxy_type, weight_mantissas
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
-    from brevitas.core.function_wrapper import RoundSte
     from brevitas.nn import QuantLSTM
 
 __all__ = ["lower_quant_lstm", "lstm_io_type", "act_proxy_type", "acc_bound"]
@@ -41,26 +48,16 @@ _ACT_QUANTS = (
 )
 
 
+#: What a QuantLSTM must look like (appended to every refusal).
+_ACCEPTED = (
+    "qnet lowers a QuantLSTM (num_layers=1, unidirectional, batch_first=True, no coupled "
+    "gates) whose quantisers are all fixed point: power-of-two per-tensor scale, zero point 0, "
+    "round-half-even/floor/round-to-zero, saturating (e.g. Brevitas' *FixedPoint quantisers)"
+)
+
+
 def _unsupported(where: str, what: str) -> UnsupportedLayerError:
-    return UnsupportedLayerError(
-        f"{where}: {what}. qnet lowers a QuantLSTM (num_layers=1, unidirectional, "
-        "batch_first=True, no coupled gates) whose quantisers are all fixed point: power-of-two "
-        "per-tensor scale, zero point 0, round-half-even, saturating (e.g. Brevitas' "
-        "*FixedPoint quantisers)"
-    )
-
-
-def _pow2_exponent(scale: Any, where: str) -> int:
-    s = torch.as_tensor(scale).detach().double().flatten()
-    if s.numel() != 1:
-        raise _unsupported(where, f"per-channel scale with {s.numel()} entries")
-    value = float(s[0])
-    if not value > 0:
-        raise _unsupported(where, f"scale {value} is not positive")
-    exp = round(math.log2(value))
-    if math.ldexp(1.0, exp) != value:
-        raise _unsupported(where, f"scale {value!r} is not a power of two")
-    return exp
+    return UnsupportedLayerError(f"{where}: {what}; accepted: {_ACCEPTED}")
 
 
 def _value(out: Any) -> torch.Tensor:
@@ -73,31 +70,14 @@ def _value(out: Any) -> torch.Tensor:
 
 
 def act_proxy_type(proxy: Any, where: str) -> FixedType:
-    """The :class:`FixedType` of a Brevitas activation quant proxy, checked against it.
+    """The :class:`FixedType` of a Brevitas activation quant proxy of the cell.
 
     Raises
     ------
     UnsupportedLayerError
-        If the quantiser is disabled, not fixed point, or does not behave as the type.
+        If the quantiser is disabled or not fixed point.
     """
-    if proxy is None or not getattr(proxy, "is_quant_enabled", False):
-        raise _unsupported(where, "the quantiser is missing or disabled")
-    fused = proxy.fused_activation_quant_proxy
-    int_quant = getattr(getattr(fused.tensor_quant, "int_quant", None), "float_to_int_impl", None)
-    if not isinstance(int_quant, RoundSte):
-        raise _unsupported(where, f"rounding {type(int_quant).__name__} (need RoundSte)")
-    if float(torch.as_tensor(proxy.zero_point()).abs().max()) != 0.0:
-        raise _unsupported(where, "non-zero zero point")
-    exp = _pow2_exponent(proxy.scale(), where)
-    bits = int(proxy.bit_width())
-    signed = bool(proxy.is_signed)
-    narrow = bool(proxy.is_narrow_range)
-    if narrow and not signed:
-        raise _unsupported(where, "unsigned narrow range")
-    t = FixedType(
-        bits, bits + exp, signed, Rounding.RND_CONV, Overflow.SAT_SYM if narrow else Overflow.SAT
-    )
-    return t
+    return proxy_type(proxy, where, accepted=_ACCEPTED)
 
 
 def _check_quantiser(quant_fn: Any, t: FixedType, where: str) -> None:
@@ -138,25 +118,8 @@ def _table(layer: Any, name: str, domain: FixedType, out: FixedType, where: str)
     return scaled.astype(np.int64)
 
 
-def _weight(gate: Any, which: str, where: str) -> tuple[np.ndarray, FixedType]:
-    q = getattr(gate, which)()
-    return _mantissas(q, f"{where}.{which}")
-
-
 def _mantissas(q: Any, where: str) -> tuple[np.ndarray, FixedType]:
-    if float(torch.as_tensor(q.zero_point).abs().max()) != 0.0:
-        raise _unsupported(where, "non-zero zero point")
-    exp = _pow2_exponent(q.scale, where)
-    bits = int(q.bit_width)
-    value = q.value.detach().double().numpy()
-    scaled = np.ldexp(value, -exp)
-    if not np.array_equal(scaled, np.round(scaled)):
-        raise _unsupported(where, "values are not integer multiples of the scale")
-    t = FixedType(bits, bits + exp, bool(q.signed))
-    mant = scaled.astype(np.int64)
-    if mant.size and (mant.min() < t.int_min or mant.max() > t.int_max):
-        raise _unsupported(where, f"mantissas do not fit {t}")
-    return mant, t
+    return weight_mantissas(where, q, "weight", per_channel_ok=False, accepted=_ACCEPTED)
 
 
 def lstm_io_type(module: QuantLSTM, name: str = "lstm") -> FixedType:
@@ -185,11 +148,6 @@ def _single_layer(module: QuantLSTM, name: str) -> Any:
     if module.training:
         raise _unsupported(where, "module is in training mode; call model.eval() first")
     return layer
-
-
-def _acc_type(bound: int, frac: int) -> FixedType:
-    width = max(bound.bit_length() + 1, 2)
-    return FixedType(width, width - frac, True)
 
 
 def lower_quant_lstm(
@@ -255,12 +213,12 @@ def lower_quant_lstm(
             m, t = _mantissas(qwi, f"{where}.input_weight")
             wi.append(m)
             wi_t.append(t)
-            m, t = _weight(gp, "hidden_weight", where)
+            m, t = _mantissas(gp.hidden_weight(), f"{where}.hidden_weight")
             wh.append(m)
             wh_t.append(t)
             qb = gp.bias_quant(gp.bias, quant_input, qwi)
             if qb is not None:
-                m, t = _mantissas(qb, f"{where}.bias")
+                m, t = weight_mantissas(f"{where}.bias", qb, "bias", False, _ACCEPTED)
                 bias.append(m)
                 bias_t.append(t)
     has_bias = bool(bias)
@@ -278,7 +236,7 @@ def lower_quant_lstm(
         bound_rows = bound_rows + (np.abs(wh[k]).sum(axis=1) << (frac - parts[1])) * x_abs
         if has_bias:
             bound_rows = bound_rows + (np.abs(bias[k]) << (frac - parts[2]))
-        acc_types.append(_acc_type(int(bound_rows.max()), frac))
+        acc_types.append(acc_type_from_bound(int(bound_rows.max()), frac))
 
     gate_tables = np.stack(
         [
@@ -336,87 +294,58 @@ def acc_bound(layer: LSTM, in_type: FixedType) -> int:
     return worst
 
 
-# ------------------------------------------------------------------ qnet.lower handlers
-def _register_lowerers() -> None:
-    from qnet.lower import (
-        FUNCTION_LOWERERS,
-        LOWERERS,
-        Call,
-        LowerContext,
-        TensorRef,
-        register_function_lowerer,
-        register_lowerer,
+# ------------------------------------------------------------------ lowering handlers
+@register_lowerer(QuantLSTM)
+def _lower_lstm(ctx: LowerContext, call: Call) -> TensorRef:
+    x = ctx.quantised_input(call, 0)
+    extra = [a for a in call.args[1:] if a is not None]
+    extra += [v for k, v in call.kwargs.items() if k in ("hx", "cx") and v is not None]
+    if extra:
+        raise ctx.unsupported(
+            call,
+            "initial hidden/cell states are passed",
+            "QuantLSTM(x) with zero initial states",
+        )
+    assert x.type is not None and x.layer is not None
+    name = ctx.name(call)
+    layers = lower_quant_lstm(call.module, name, x.layer, x.type, x.shape, True)
+    ref = x
+    for layer in layers:
+        ref = ctx.add(layer)
+    lstm = layers[-1]
+    assert isinstance(lstm, LSTM)
+    ctx.record_acc_bound(lstm.name, acc_bound(lstm, ctx.layer(lstm.inputs[0]).out_type))
+    return ref
+
+
+@register_function_lowerer(torch.Tensor.__getitem__)
+def _lower_last_step(ctx: LowerContext, call: Call) -> TensorRef:
+    ref = ctx.input(call, 0)
+    layer = ctx.layer(ref.layer) if ref.layer is not None else None
+    accepted = "x[:, -1] (or x[:, -1, :]) on the sequence output of a QuantLSTM"
+    if not isinstance(layer, LSTM) or not layer.return_sequences:
+        raise ctx.unsupported(call, "indexing a tensor", accepted)
+    index = call.args[1] if len(call.args) > 1 else None
+    index = index if isinstance(index, tuple) else (index,)
+    steps = layer.out_shape[0]
+    full = slice(None)
+    ok = (
+        len(index) in (2, 3)
+        and index[0] == full
+        and isinstance(index[1], int)
+        and index[1] in (-1, steps - 1)
+        and all(i == full for i in index[2:])
     )
-
-    if QuantLSTM in LOWERERS:
-        return
-
-    @register_lowerer(QuantLSTM)
-    def _lower_lstm(ctx: LowerContext, call: Call) -> TensorRef:
-        x = ctx.quantised_input(call, 0)
-        extra = [a for a in call.args[1:] if a is not None]
-        extra += [v for k, v in call.kwargs.items() if k in ("hx", "cx") and v is not None]
-        if extra:
-            raise ctx.unsupported(
-                call,
-                "initial hidden/cell states are passed",
-                "QuantLSTM(x) with zero initial states",
-            )
-        assert x.type is not None and x.layer is not None
-        name = ctx.name(call)
-        layers = lower_quant_lstm(call.module, name, x.layer, x.type, x.shape, True)
-        ref = x
-        for layer in layers:
-            ref = ctx.add(layer)
-        lstm = layers[-1]
-        assert isinstance(lstm, LSTM)
-        ctx.record_acc_bound(lstm.name, acc_bound(lstm, ctx.layer(lstm.inputs[0]).out_type))
-        return ref
-
-    if torch.Tensor.__getitem__ in FUNCTION_LOWERERS:
-        return
-
-    @register_function_lowerer(torch.Tensor.__getitem__)
-    def _lower_last_step(ctx: LowerContext, call: Call) -> TensorRef:
-        ref = ctx.input(call, 0)
-        layer = ctx.layer(ref.layer) if ref.layer is not None else None
-        accepted = "x[:, -1] (or x[:, -1, :]) on the sequence output of a QuantLSTM"
-        if not isinstance(layer, LSTM) or not layer.return_sequences:
-            raise ctx.unsupported(call, "indexing a tensor", accepted)
-        index = call.args[1] if len(call.args) > 1 else None
-        index = index if isinstance(index, tuple) else (index,)
-        steps = layer.out_shape[0]
-        full = slice(None)
-        ok = (
-            len(index) in (2, 3)
-            and index[0] == full
-            and isinstance(index[1], int)
-            and index[1] in (-1, steps - 1)
-            and all(i == full for i in index[2:])
-        )
-        if not ok:
-            raise ctx.unsupported(call, f"index {index!r}", accepted)
-        # A twin of the LSTM that outputs only the last step; the full-sequence one is pruned
-        # from the graph when nothing else reads it.
-        last = dataclasses.replace(
-            layer,
-            name=_unique(ctx, f"{layer.name}.last"),
-            out_shape=(layer.hidden_size,),
-            return_sequences=False,
-        )
-        lstm_ref = ctx.add(last)
-        ctx.record_acc_bound(last.name, acc_bound(last, ctx.layer(last.inputs[0]).out_type))
-        return lstm_ref
-
-
-def _unique(ctx: Any, base: str) -> str:
-    name, i = base, 1
-    while True:
-        try:
-            ctx.layer(name)
-        except KeyError:
-            return name
-        name, i = f"{base}_{i}", i + 1
-
-
-_register_lowerers()
+    if not ok:
+        raise ctx.unsupported(call, f"index {index!r}", accepted)
+    # A twin of the LSTM that outputs only the last step; the full-sequence one is pruned
+    # from the graph when nothing else reads it.
+    last = dataclasses.replace(
+        layer,
+        name=ctx.unique_name(f"{layer.name}.last"),
+        out_shape=(layer.hidden_size,),
+        return_sequences=False,
+    )
+    lstm_ref = ctx.add(last)
+    ctx.record_acc_bound(last.name, acc_bound(last, ctx.layer(last.inputs[0]).out_type))
+    return lstm_ref

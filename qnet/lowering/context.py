@@ -1,0 +1,234 @@
+"""Lowering records, the handler registries and the per-lowering context.
+
+See :mod:`qnet.lowering` for how a handler is written. The registries are filled by the
+handler modules (:mod:`qnet.lowering.layers`, :mod:`qnet.lowering.lstm`), which
+:mod:`qnet.lowering` imports explicitly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qnet.errors import UnsupportedLayerError
+from qnet.hw.fixed import FixedType
+from qnet.hw.graph import Layer
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    from brevitas.quant_tensor import QuantTensor
+    from torch import nn
+
+__all__ = [
+    "Call",
+    "TensorRef",
+    "LowerContext",
+    "LowerFn",
+    "LOWERERS",
+    "FUNCTION_LOWERERS",
+    "register_lowerer",
+    "register_function_lowerer",
+    "supported_modules",
+    "FLOAT32_EXACT_LIMIT",
+]
+
+#: Brevitas computes in float32: integer partial sums are exact up to this magnitude.
+FLOAT32_EXACT_LIMIT = 2**24
+
+
+# ------------------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class TensorRef:
+    """What the lowering knows about one tensor of the model.
+
+    Attributes
+    ----------
+    layer : str or None
+        The HwGraph layer producing it (None for the raw float model input).
+    type : FixedType or None
+        Its format (the producing layer's ``out_type``).
+    shape : tuple of int
+        Per-sample shape (no batch axis).
+    pending : tuple of Call
+        Float modules applied after ``layer`` and not lowered yet (BatchNorm, float ReLU).
+    error : str or None
+        Why this tensor cannot be lowered (produced by an unsupported torch function); raised
+        only if something consumes it.
+    """
+
+    layer: str | None
+    type: FixedType | None
+    shape: tuple[int, ...]
+    pending: tuple[Call, ...] = ()
+    error: str | None = None
+
+    @property
+    def is_float_input(self) -> bool:
+        return self.layer is None and self.error is None
+
+
+@dataclass(frozen=True, eq=False)
+class Call:
+    """One recorded call of a unit module or of a torch function (see module docstring)."""
+
+    path: str
+    target: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    output: Any
+    inputs: tuple[TensorRef, ...] = ()
+
+    @property
+    def module(self) -> nn.Module | None:
+        return self.target if isinstance(self.target, nn.Module) else None
+
+    @property
+    def class_name(self) -> str:
+        if self.module is not None:
+            return type(self.module).__name__
+        return getattr(self.target, "__qualname__", None) or getattr(
+            self.target, "__name__", str(self.target)
+        )
+
+    @property
+    def source(self) -> str:
+        return f"module '{self.path}' ({self.class_name})"
+
+
+#: Handler signature: (context, call) -> TensorRef of the call's output, or None (identity).
+LowerFn = Callable[["LowerContext", Call], "TensorRef | None"]
+#: module class -> handler (exact class match)
+LOWERERS: dict[type, LowerFn] = {}
+#: torch function -> handler
+FUNCTION_LOWERERS: dict[Any, LowerFn] = {}
+
+
+def register_lowerer(*classes: type) -> Callable[[LowerFn], LowerFn]:
+    """Decorator: register the lowering handler of module classes (duplicates refused)."""
+
+    def deco(fn: LowerFn) -> LowerFn:
+        for cls in classes:
+            if cls in LOWERERS:
+                raise ValueError(f"a lowering handler for {cls.__name__} is already registered")
+            LOWERERS[cls] = fn
+        return fn
+
+    return deco
+
+
+def register_function_lowerer(*functions: Any) -> Callable[[LowerFn], LowerFn]:
+    """Decorator: register the lowering handler of torch functions (duplicates refused)."""
+
+    def deco(fn: LowerFn) -> LowerFn:
+        for func in functions:
+            if func in FUNCTION_LOWERERS:
+                raise ValueError(f"a lowering handler for {func} is already registered")
+            FUNCTION_LOWERERS[func] = fn
+        return fn
+
+    return deco
+
+
+def supported_modules() -> str:
+    return ", ".join(sorted({c.__name__ for c in LOWERERS}))
+
+
+# ------------------------------------------------------------------------------ context
+class LowerContext:
+    """Mutable state of one lowering: the layers so far and the tensor bindings."""
+
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+        self.meta: dict[str, Any] = {"acc_bounds": {}, "float32_inexact": []}
+        self._by_name: dict[str, Layer] = {}
+        self._bindings: dict[int, TensorRef] = {}
+        self._keep: list[Any] = []  # keep bound objects alive so ids stay unique
+
+    # -- graph -------------------------------------------------------------------------
+    def add(self, layer: Layer) -> TensorRef:
+        """Append a layer (names must be unique) and return the ref of its output."""
+        if layer.name in self._by_name:
+            raise UnsupportedLayerError(f"internal: duplicate layer name {layer.name!r}")
+        self.layers.append(layer)
+        self._by_name[layer.name] = layer
+        return TensorRef(layer.name, layer.out_type, layer.out_shape)
+
+    def layer(self, name: str) -> Layer:
+        return self._by_name[name]
+
+    def name(self, call: Call, suffix: str = "") -> str:
+        """A unique layer name derived from the call's path."""
+        return self.unique_name((call.path or "model") + suffix)
+
+    def unique_name(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``, ... if taken."""
+        name, i = base, 1
+        while name in self._by_name:
+            name, i = f"{base}_{i}", i + 1
+        return name
+
+    def record_acc_bound(self, name: str, bound: int) -> None:
+        self.meta["acc_bounds"][name] = int(bound)
+        if bound >= FLOAT32_EXACT_LIMIT:
+            self.meta["float32_inexact"].append(name)
+
+    # -- bindings ----------------------------------------------------------------------
+    def bind(self, obj: Any, ref: TensorRef) -> None:
+        """Associate a run-time object (tensor, QuantTensor, tuple) with a ref."""
+        if obj is None:
+            return
+        self._keep.append(obj)
+        self._bindings[id(obj)] = ref
+        if isinstance(obj, QuantTensor):
+            self._keep.append(obj.value)
+            self._bindings[id(obj.value)] = ref
+        elif isinstance(obj, tuple | list) and obj and id(obj[0]) not in self._bindings:
+            self.bind(obj[0], ref)
+
+    def lookup(self, obj: Any) -> TensorRef | None:
+        ref = self._bindings.get(id(obj))
+        if ref is None and isinstance(obj, QuantTensor):
+            ref = self._bindings.get(id(obj.value))
+        return ref
+
+    def knows(self, obj: Any) -> bool:
+        return self.lookup(obj) is not None
+
+    # -- inputs ------------------------------------------------------------------------
+    def unsupported(self, call: Call, why: str, accepted: str = "") -> UnsupportedLayerError:
+        """The error to raise for an unsupported module or configuration."""
+        msg = f"{call.source}: {why}"
+        if accepted:
+            msg += f"; accepted: {accepted}"
+        return UnsupportedLayerError(msg)
+
+    def input(self, call: Call, index: int = 0) -> TensorRef:
+        """The ``index``-th tensor input; raises if it comes from an unsupported op."""
+        if index >= len(call.inputs):
+            raise self.unsupported(call, f"expected at least {index + 1} tensor input(s)")
+        ref = call.inputs[index]
+        if ref.error is not None:
+            raise self.unsupported(call, f"its input cannot be lowered: {ref.error}")
+        return ref
+
+    def quantised_input(self, call: Call, index: int = 0) -> TensorRef:
+        """The ``index``-th input, which must be a quantised tensor with no pending float op."""
+        ref = self.input(call, index)
+        if ref.is_float_input:
+            raise self.unsupported(
+                call,
+                "its input is the unquantised model input",
+                "a QuantIdentity as the model's first layer (it quantises the input)",
+            )
+        if ref.pending:
+            names = ", ".join(p.source for p in ref.pending)
+            raise self.unsupported(
+                call,
+                f"it consumes the float output of {names}",
+                "BatchNorm / float ReLU followed directly by a QuantReLU or QuantIdentity",
+            )
+        assert ref.type is not None and ref.layer is not None
+        return ref
