@@ -328,8 +328,8 @@ def test_standardisation_is_part_of_the_model(tmp_path):
 )
 def test_standardised_model_verifies_exactly(tmp_path):
     from qnet.data import checkpoint_split
-    from qnet.hw import simulate
     from qnet.evaluation import lower_checkpoint
+    from qnet.hw import simulate
 
     path = _signals_npz(tmp_path)
     d = load_dataset(path, "convnet1d")
