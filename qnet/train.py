@@ -802,7 +802,8 @@ def _train(
         done = (
             "no complete epoch yet"
             if loop.epoch == start_epoch and start_epoch == 0
-            else f"{CHECKPOINT_NAME} holds the best of {loop.epoch} epochs"
+            else f"{CHECKPOINT_NAME} holds epoch {loop.epoch} (its model: the best of those "
+            "epochs on validation)"
         )
         raise TrainingInterrupted(
             f"training interrupted during epoch {loop.epoch + 1}/{cfg.epochs}; {done} in {out}; "
