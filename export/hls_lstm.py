@@ -10,8 +10,8 @@ state rounded three times. Weights, biases and tables are hls4ml weight variable
 the precision of its :class:`~qnet.hw.fixed.FixedType`.
 
 Importing this module registers the layer, its templates and header with hls4ml's Vivado,
-Vitis and VivadoAccelerator backends, and the ``lstm`` handler with :mod:`qnet.export.hls`.
-Only ``io_parallel`` is supported.
+Vitis and VivadoAccelerator backends; the ``lstm`` handler in :mod:`qnet.export.hls_layers`
+builds the layer with :func:`lstm_hls_layer`. Only ``io_parallel`` is supported.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import numpy as np
 
 from qnet.errors import UnsupportedLayerError
 from qnet.hw.fixed import FixedType
-from qnet.hw.graph import HwGraph
 from qnet.hw.lstm import LSTM
 
 with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -189,38 +188,4 @@ def lstm_hls_layer(
     return attrs, precision
 
 
-def _register_handler() -> None:
-    from qnet.export.hls import HLS_HANDLERS, HlsContext, register_hls_handler
-
-    if "lstm" in HLS_HANDLERS:
-        return
-
-    @register_hls_handler("lstm")
-    def _lstm(layer: LSTM, graph: HwGraph, ctx: HlsContext) -> None:
-        if ctx.io_type != "io_parallel":
-            raise UnsupportedLayerError(
-                f"layer {layer.name!r} ({layer.source or 'lstm'}): the LSTM export supports "
-                f"io_type='io_parallel' only, got {ctx.io_type!r}"
-            )
-        in_cf = ctx.in_cf_shape(layer)
-        in_shape = graph.in_shape(layer)
-        if len(in_cf) != 2 or tuple(in_cf) != tuple(in_shape):
-            raise UnsupportedLayerError(
-                f"layer {layer.name!r}: the LSTM input must be a (T, F) sequence, got {in_cf}"
-            )
-        # hls.py lays a (C, W) tensor out channels last, (W, C): for (T, F) that is (F, T).
-        attrs, precision = lstm_hls_layer(
-            layer, graph.in_type(layer), in_time_major=False, out_time_major=False
-        )
-        attrs["n_timesteps"] = int(in_shape[0])
-        ctx.add(
-            attrs,
-            hw_name=layer.name,
-            inputs=[ctx.input_of(layer)],
-            precision=precision,
-            cf_shape=layer.out_shape,
-        )
-
-
 _register_with_hls4ml()
-_register_handler()

@@ -10,8 +10,8 @@ more integer bit, so that out-of-range thresholds clip to ``max + 1 lsb`` withou
 count), hence every comparison is exact. ``io_parallel`` and ``io_stream`` are supported.
 
 Importing this module registers the layer, its templates and header with hls4ml's Vivado,
-Vitis and VivadoAccelerator backends; :mod:`qnet.export.hls`'s ``multithreshold`` handler
-imports it when a graph needs it.
+Vitis and VivadoAccelerator backends; the ``multithreshold`` handler in
+:mod:`qnet.export.hls_layers` builds the layer with :func:`threshold_hls_layer`.
 """
 
 from __future__ import annotations

@@ -15,17 +15,29 @@ existing ``out`` is refused without ``force`` (:class:`OutputExistsError`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qnet.errors import ConfigError, OutputExistsError, QnetError
 from qnet.hw.atomic import atomic_dir
+from qnet.hw.boards import Board
+from qnet.hw.graph import HwGraph
+from qnet.hw.options import DEFAULT_BOARD, BuildOptions, ReuseFactor
 
-__all__ = ["ExportSummary", "write_export_project", "FORMATS", "TB_SAMPLES"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ExportSummary",
+    "write_export_project",
+    "check_export_request",
+    "random_tb_inputs",
+    "FORMATS",
+    "TB_SAMPLES",
+]
 
 FORMATS = ("hls4ml", "qonnx")
 #: Number of test-bench vectors written to tb_data/.
@@ -43,12 +55,25 @@ class ExportSummary:
     part: str
     clock_period_ns: float
     io_type: str
-    reuse_factor: Any
+    reuse_factor: int | dict[str, int]
     strategy: str
     input_type: str
     output_type: str
     layers: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def check_export_request(out: str | Path, formats: tuple[str, ...], force: bool) -> Path:
+    """Refuse bad ``formats`` or a non-empty ``out`` (without ``force``) before any work is
+    done; returns ``out`` as an absolute path."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(
+            f"--format must be one or more of {', '.join(FORMATS)}, got {list(formats)}"
+        )
+    path = Path(out).absolute()
+    _check_out(path, force)
+    return path
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -58,21 +83,13 @@ def _check_out(out: Path, force: bool) -> None:
         raise OutputExistsError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def _tb_inputs(source: Any, graph: Any) -> np.ndarray:
-    """Test-bench inputs: the first test samples of the checkpoint's data set, else random ones."""
-    ckpt = getattr(source, "checkpoint", None)
-    if ckpt is not None and getattr(ckpt, "data_spec", None):
-        try:
-            from qnet.data import load_dataset
-
-            data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
-            return np.asarray(data.x_test[:TB_SAMPLES], dtype=np.float32).astype(np.float64)
-        except QnetError:
-            pass
+def random_tb_inputs(graph: HwGraph, n: int = TB_SAMPLES, seed: int = 0) -> np.ndarray:
+    """``n`` test-bench inputs uniform over the input type's range (float32 values, as float64),
+    for graphs whose caller has no data set."""
     t = graph.input_type
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     return (
-        rng.uniform(t.min, t.max, size=(TB_SAMPLES, *graph.input.out_shape))
+        rng.uniform(t.min, t.max, size=(n, *graph.input.out_shape))
         .astype(np.float32)
         .astype(np.float64)
     )
@@ -92,82 +109,90 @@ def _replace_paths(root: Path, old: str, new: str) -> None:
 
 
 def write_export_project(
-    model_spec: str | Path,
+    graph: HwGraph,
     out: str | Path,
-    board: str | Path = "pynq-z2",
-    io_type: str = "io_parallel",
-    reuse_factor: int | Mapping[str, int] = 1,
-    strategy: str = "Latency",
+    board: str | Path | Board | BuildOptions = DEFAULT_BOARD,
+    io_type: str | None = None,
+    reuse_factor: ReuseFactor | None = None,
+    strategy: str | None = None,
     clock_period_ns: float | None = None,
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,
+    *,
+    tb_input: np.ndarray | None = None,
+    model: torch.nn.Module | None = None,
+    example_input: torch.Tensor | None = None,
+    source: str = "",
 ) -> ExportSummary:
-    """Lower a checkpoint (or ``file.py:function`` model) and write the export folder.
+    """Write the export folder of a lowered graph.
+
+    Loading and lowering a checkpoint is the caller's job (:func:`qnet.projects.export_project`
+    does it for ``qnet export``); this function needs only the graph and the build options.
 
     Parameters
     ----------
-    model_spec : str or Path
-        Checkpoint file, ``qnet train`` run folder, or ``file.py:function``.
+    graph : HwGraph
+        The hardware graph.
     out : path
         The folder to write (refused if non-empty unless ``force``).
     board, io_type, reuse_factor, strategy, clock_period_ns
-        As :func:`qnet.export.hls.to_hls4ml`.
+        As :func:`qnet.export.hls.to_hls4ml` (``board`` may be the whole
+        :class:`~qnet.hw.options.BuildOptions`).
     formats : tuple of {"hls4ml", "qonnx"}
         What to write besides ``hwgraph.npz`` and ``qnet_export.json``.
     force : bool
         Replace an existing non-empty ``out``.
+    tb_input : numpy.ndarray, optional
+        Test-bench inputs (N, *input shape) for ``tb_data/``; random ones
+        (:func:`random_tb_inputs`) when not given.
+    model, example_input : optional
+        The Brevitas model and an example input, for the QONNX export (without them the
+        QONNX model is skipped with a note).
+    source : str
+        Where the graph came from, recorded in ``qnet_export.json``.
 
     Returns
     -------
     ExportSummary
     """
-    import qnet
-    from qnet.export.hls import to_hls4ml
-    from qnet.hw.boards import load_board
-    from qnet.sources import load_model
+    from qnet import __version__
+    from qnet.export.hls import as_build_options, to_hls4ml
 
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ConfigError(
-            f"--format must be one or more of {', '.join(FORMATS)}, got {list(formats)}"
-        )
-    out = Path(out).absolute()
-    _check_out(out, force)
-    board_obj = load_board(board)
-    source = load_model(model_spec)
-    graph = qnet.lower(source.model, source.example_input)
+    out = check_export_request(out, formats, force)
+    opts = as_build_options(
+        board,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        clock_period_ns=clock_period_ns,
+    )
+    board_obj = opts.board_spec
+    rf = opts.reuse_factor
+    if tb_input is None:
+        tb_input = random_tb_inputs(graph)
 
     notes: list[str] = []
     with atomic_dir(out) as tmp:
         export = None
         if "hls4ml" in formats:
-            export = to_hls4ml(
-                graph,
-                board=board_obj,
-                output_dir=tmp / "hls4ml_prj",
-                io_type=io_type,
-                reuse_factor=reuse_factor,
-                strategy=strategy,
-                clock_period_ns=clock_period_ns,
-                tb_input=_tb_inputs(source, graph),
-            )
+            export = to_hls4ml(graph, opts, output_dir=tmp / "hls4ml_prj", tb_input=tb_input)
         if "qonnx" in formats:
-            notes.extend(_write_qonnx(source, tmp / "model.qonnx.onnx"))
+            notes.extend(_write_qonnx(model, example_input, tmp / "model.qonnx.onnx"))
         graph.save(tmp / "hwgraph.npz")
-        clock = (
-            clock_period_ns if clock_period_ns is not None else 1000.0 / board_obj.default_clock_mhz
-        )
-        info = {
+        clock = opts.period_ns
+        backend = export.backend if export else board_obj.hls4ml_backend
+        used_strategy = opts.strategy
+        info: dict[str, Any] = {
             "format": "qnet.export",
-            "qnet_version": qnet.__version__,
-            "source": str(model_spec),
+            "qnet_version": __version__,
+            "source": source,
             "board": board_obj.name,
             "part": board_obj.part,
-            "backend": export.backend if export else board_obj.hls4ml_backend,
+            "backend": backend,
             "clock_period_ns": float(clock),
-            "io_type": io_type,
-            "reuse_factor": reuse_factor if isinstance(reuse_factor, int) else dict(reuse_factor),
-            "strategy": export.strategy if export else strategy,
+            "io_type": opts.io_type,
+            "reuse_factor": rf if isinstance(rf, int) else dict(rf),
+            "strategy": used_strategy,
             "input_type": str(graph.input_type),
             "output_type": str(graph.output_type),
             "input_shape": list(graph.input.out_shape),
@@ -182,28 +207,26 @@ def write_export_project(
         out=out,
         files=files,
         board=board_obj.name,
-        backend=info["backend"],
+        backend=backend,
         part=board_obj.part,
         clock_period_ns=float(clock),
-        io_type=io_type,
+        io_type=opts.io_type,
         reuse_factor=info["reuse_factor"],
-        strategy=info["strategy"],
-        input_type=info["input_type"],
-        output_type=info["output_type"],
+        strategy=used_strategy,
+        input_type=str(graph.input_type),
+        output_type=str(graph.output_type),
         layers=len(graph.layers),
         notes=tuple(notes),
     )
 
 
-def _write_qonnx(source: Any, path: Path) -> list[str]:
-    import importlib
-    import importlib.util
+def _write_qonnx(model: torch.nn.Module | None, example_input: Any, path: Path) -> list[str]:
+    if model is None or example_input is None:
+        return ["QONNX model not written: no Brevitas model given (HwGraph only)"]
+    from qnet.export.qonnx import export_qonnx
 
-    if importlib.util.find_spec("qnet.export.qonnx") is None:
-        return ["QONNX model not written: qnet.export.qonnx is not available"]
-    module = importlib.import_module("qnet.export.qonnx")
     try:
-        module.export_qonnx(source.model, source.example_input, path)
+        export_qonnx(model, example_input, path)
     except QnetError as exc:
         return [f"QONNX model not written: {exc}"]
     except Exception as exc:  # brevitas/onnx failures on some layers (e.g. QuantLSTM)

@@ -62,7 +62,7 @@ _UNEXECUTABLE = {
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
 
-def _first_lines(text: str, n: int = 3) -> str:
+def _first_lines(text: object, n: int = 3) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return " ".join(lines[:n])[:600]
 

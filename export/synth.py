@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qnet.errors import ConfigError, FormatError, QnetError, ToolNotFoundError
+from qnet.errors import ConfigError, FormatError, SynthesisError, ToolNotFoundError
 from qnet.hw.atomic import atomic_write
 
 __all__ = [
@@ -58,10 +58,6 @@ TOOLS_BY_BACKEND: dict[str, tuple[str, ...]] = {
     "vitis": ("vitis_hls",),
 }
 _STATE_DIR = ".qnet_synth"
-
-
-class SynthesisError(QnetError):
-    """A vendor tool ran and failed (non-zero exit status or no report)."""
 
 
 # ----------------------------------------------------------------------------- tool lookup

@@ -10,11 +10,12 @@ round-trip decimal), so parsing them back gives the same numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from qnet.export.hls_base import HlsExport, to_channels_last
 from qnet.hw.atomic import atomic_write
+from qnet.hw.simulator import simulate
 
 __all__ = ["write_tb_data"]
 
@@ -24,13 +25,13 @@ def _write_dat(path: Path, rows: np.ndarray) -> None:
 
 
 def write_tb_data(
-    export: Any, x: np.ndarray, project_dir: str | Path | None = None
+    export: HlsExport, x: np.ndarray, project_dir: str | Path | None = None
 ) -> tuple[Path, Path]:
     """Write ``tb_input_features.dat`` and ``tb_output_predictions.dat`` for ``x``.
 
     Parameters
     ----------
-    export : qnet.export.hls.HlsExport
+    export : HlsExport
     x : numpy.ndarray
         Float input (N, *input shape), quantised here once by the input type.
     project_dir : path, optional
@@ -41,9 +42,6 @@ def write_tb_data(
     (Path, Path)
         The input and output files.
     """
-    from qnet.export.hls import to_channels_last
-    from qnet.hw.simulator import simulate
-
     graph = export.graph
     root = Path(project_dir) if project_dir is not None else export.output_dir
     xq = export.hls_input(x)

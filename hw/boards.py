@@ -25,6 +25,13 @@ A board file (``boards/<name>.toml``, shipped as package data of ``qnet.boards``
 
 Any unknown key, missing field, wrong type, negative count or duplicate board name raises
 :class:`qnet.errors.BoardError` naming the file and the field.
+
+Why the hls4ml fields are checked here: ``hls4ml_backend`` / ``hls4ml_board`` are facts about
+the board (which vendor flow targets it), read by the export, and a board file is validated
+once, where it is loaded, so an error names the file and the field instead of surfacing
+later inside an export. The checks are only consistency rules of the data (VivadoAccelerator
+needs a board name; a family without a vendor HLS tool has no hls4ml backend); how hls4ml is
+driven lives in ``qnet.export.hls``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ A :class:`FixedType` means exactly what Xilinx/hls4ml ``ap_fixed<W,I,Q,O,N>``,
 * ``ap_int<W>`` / ``ap_uint<W>`` are ``FixedType(W, W, signed, TRN_ZERO, WRAP)``: casts to
   them follow C (truncate toward zero), unlike ``ap_fixed<W,W>`` (``AP_TRN`` floors).
 
+The type owns its spellings (``ap_fixed<...>`` by :meth:`FixedType.ap_str`, hls4ml's
+``fixed<...>`` by :meth:`FixedType.hls4ml_str`, both read by :meth:`FixedType.parse`):
+they are names of this number format, not hls4ml rules, and one object printing every
+spelling is what keeps the exports' precisions identical to the simulator's.
+
 Checked bit for bit against the ap_types headers shipped with hls4ml by
 ``tests/hw/test_fixed_diff.py``. One known header defect is not copied: ``ap_int<W>(double x)``
 returns 1 (not 0) for -0.5 < x < 0; ``ap_fixed`` casts and ``ap_fixed -> ap_int`` are correct.

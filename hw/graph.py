@@ -9,7 +9,11 @@ sized so the accumulation cannot overflow.
 Tensors flow between layers as int64 mantissas of the producer's ``out_type``.
 
 Layer kinds are registered in :data:`LAYER_KINDS` (explicit registry, duplicates refused) so
-that serialisation, the simulator, the exporters and the estimator can dispatch on them.
+that serialisation, the simulator, the exporters and the estimator can dispatch on them. This
+module registers the core kinds; other kinds live in their own modules (the LSTM in
+:mod:`qnet.hw.lstm`), which the package ``qnet.hw`` imports explicitly, so the registry is
+complete whenever any ``qnet.hw`` module can be used (importing ``qnet.hw.graph`` runs
+``qnet/hw/__init__.py`` first). This module imports none of them: no import cycle.
 The graph saves to one ``.npz`` file (arrays + a JSON header) and loads without torch.
 """
 
@@ -544,7 +548,6 @@ class HwGraph:
             raise FormatError(
                 f"{path}: HwGraph format version {header.get('version')} (this qnet reads {GRAPH_FORMAT_VERSION})"
             )
-        _ensure_kinds_loaded()
         layers = []
         for entry in header["layers"]:
             entry = dict(entry)
@@ -588,16 +591,6 @@ class HwGraph:
         lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
         lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rows]
         return "\n".join(lines)
-
-
-def _ensure_kinds_loaded() -> None:
-    """Import modules that register extra layer kinds (e.g. the LSTM) before loading."""
-    import importlib
-    import importlib.util
-
-    for module in ("qnet.hw.lstm",):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
 
 
 def layers_of(graph: HwGraph, kind: type[Layer]) -> Sequence[Layer]:

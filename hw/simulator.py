@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from qnet.errors import DataError, FormatError
+from qnet.errors import DataError, FormatError, InternalError
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import (
     Add,
@@ -39,7 +39,6 @@ from qnet.hw.graph import (
     MultiThreshold,
     Quant,
     ReLU,
-    _ensure_kinds_loaded,
 )
 
 __all__ = [
@@ -106,7 +105,7 @@ def matmul_exact(x: np.ndarray, w_t: np.ndarray, x_absmax: int | None = None) ->
 
 def _shift_left(m: np.ndarray, shift: int, what: str) -> np.ndarray:
     if shift < 0:
-        raise FormatError(f"internal: negative alignment shift for {what}")
+        raise InternalError(f"negative alignment shift for {what}")
     if shift and m.size and _abs_max(m).bit_length() + shift > 62:
         raise FormatError(f"{what}: aligning by {shift} bits overflows int64")
     return m << np.int64(shift) if shift else m
@@ -149,7 +148,7 @@ def _windows(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...]) ->
 def _sim_input(
     layer: Input, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
 ) -> np.ndarray:
-    raise FormatError("internal: the input layer is not simulated by dispatch")
+    raise InternalError("the input layer is not simulated by dispatch")
 
 
 @register_simulator("quant")
@@ -271,7 +270,6 @@ def simulate_int(graph: HwGraph, x: np.ndarray, trace: bool = False) -> dict[str
 
     Returns the output layer's mantissas under its name, or every layer's when ``trace``.
     """
-    _ensure_kinds_loaded()
     arr = _check_input(graph, x)
     values: dict[str, np.ndarray] = {graph.input.name: graph.input.out_type.to_int(arr)}
     remaining = {layer.name: 0 for layer in graph.layers}

@@ -28,7 +28,11 @@ __all__ = [
     "__version__",
     "lower",
     "simulate",
+    "estimate",
     "verify",
+    "to_hls4ml",
+    "to_verilog",
+    "fit",
     "FixedType",
     "HwGraph",
     "QnetError",
@@ -43,11 +47,16 @@ __all__ = [
     "VerificationError",
 ]
 
-# name -> module that defines it; imported on first access (PEP 562).
+# name -> module that defines it; imported on first access (PEP 562). No module of this
+# package is named like one of these functions, so importing a submodule never hides one.
 _LAZY = {
     "lower": "qnet.lowering",
     "simulate": "qnet.hw.simulator",
-    "verify": "qnet.verify",
+    "estimate": "qnet.hw.estimator",
+    "verify": "qnet.verification",
+    "to_hls4ml": "qnet.export.hls",
+    "to_verilog": "qnet.export.verilog",
+    "fit": "qnet.fitting",
     "FixedType": "qnet.hw.fixed",
     "HwGraph": "qnet.hw.graph",
 }

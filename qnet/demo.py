@@ -23,10 +23,11 @@ import numpy as np
 
 from qnet.errors import OutputExistsError
 from qnet.hw.atomic import atomic_write
+from qnet.hw.options import DEFAULT_BOARD
 
 __all__ = ["DemoResult", "run_demo"]
 
-BOARD = "pynq-z2"
+BOARD = DEFAULT_BOARD
 DEMO_CHANNELS = (8, 16)
 DEMO_HIDDEN = (32,)
 
@@ -64,14 +65,14 @@ def run_demo(
 
     from qnet.checkpoint import load_checkpoint
     from qnet.data import load_dataset
-    from qnet.export.project import write_export_project
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
     from qnet.hw.simulator import simulate
     from qnet.lowering import lower
     from qnet.plots import plot_confusion, plot_estimate
+    from qnet.projects import export_project
     from qnet.train import TrainConfig, default_model_config, evaluate, train
-    from qnet.verify import verify
+    from qnet.verification import verify
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
@@ -132,9 +133,7 @@ def run_demo(
 
     n = min(n_verify, len(x_test))
     with step(f"export the hls4ml project for {BOARD} (+ QONNX, HwGraph)"):
-        summary = write_export_project(
-            trained.checkpoint_path, out / "project", board=BOARD, force=True
-        )
+        summary = export_project(trained.checkpoint_path, out / "project", board=BOARD, force=True)
         m["export"] = {
             "backend": summary.backend,
             "part": summary.part,

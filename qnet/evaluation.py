@@ -83,7 +83,7 @@ def simulate_checkpoint(
     for start in range(0, len(x), batch_size):
         xb = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
         yb = y[start : start + batch_size]
-        got = simulate(graph, xb.astype(np.float64))
+        got = np.asarray(simulate(graph, xb.astype(np.float64)))
         with torch.no_grad():
             out = model(torch.from_numpy(xb))
         want = (out.value if isinstance(out, QuantTensor) else out).double().numpy()

@@ -1,10 +1,13 @@
 """Precision sweeps: train a grid of (weight bits, activation bits), estimate each on a board.
 
-:func:`run_sweep` trains every grid point with :func:`qnet.train.train` into
-``OUT/points/w{W}a{A}/``, lowers the checkpoint and runs :func:`qnet.hw.estimator.estimate`,
-records the point in ``point.json`` (atomically) and finally writes ``sweep.csv`` and
-``pareto.png`` (accuracy vs LUTs and vs latency, Pareto fronts drawn). A point whose
-``point.json`` exists is not retrained, so an interrupted sweep resumes where it stopped.
+:func:`run_sweep` trains every grid point with :func:`qnet.train.train` as a task of an
+executor (:mod:`qnet.executors`: this process by default, or Ray workers), writes the files
+each task returns into ``OUT/points/w{W}a{A}/``, records the point in ``point.json``
+(atomically, last), lowers the checkpoint and runs :func:`qnet.hw.estimator.estimate`, and
+finally writes ``sweep.csv`` and ``pareto.png`` (accuracy vs LUTs and vs latency, Pareto
+fronts drawn). A point whose ``point.json`` exists is not retrained, so an interrupted sweep
+resumes where it stopped; a point whose training raised is recorded (``error.txt``, a
+``failed`` row in ``sweep.csv``) and retried by the next run, and does not stop the others.
 """
 
 from __future__ import annotations
@@ -13,14 +16,27 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from qnet.errors import ConfigError, OutputExistsError
+from qnet.executors import Executor, LocalExecutor, ProgressBoard, Task
 from qnet.hw.atomic import atomic_write
+from qnet.hw.options import DEFAULT_IO_TYPE, DEFAULT_REUSE_FACTOR, DEFAULT_STRATEGY
 
-__all__ = ["SweepPoint", "SweepResult", "run_sweep", "pareto_front", "plot_sweep", "parse_bits"]
+__all__ = [
+    "SweepPoint",
+    "SweepResult",
+    "run_sweep",
+    "pareto_front",
+    "plot_sweep",
+    "parse_bits",
+    "train_point_task",
+    "store_files",
+]
 
 _MANIFEST = "sweep.json"
 
@@ -52,6 +68,8 @@ class SweepResult:
     csv_path: Path
     plot_path: Path
     points: tuple[SweepPoint, ...]
+    failed: tuple[tuple[int, int, str], ...] = ()
+    statuses: dict[str, str] = field(default_factory=dict)
 
 
 def parse_bits(text: str, what: str) -> list[int]:
@@ -128,6 +146,62 @@ def plot_sweep(points: Sequence[SweepPoint], path: Path, title: str) -> Path:
     return path
 
 
+def train_point_task(
+    model: str,
+    data: str,
+    w_bits: int,
+    a_bits: int,
+    epochs: int | None,
+    seed: int,
+    num_threads: int,
+    model_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one zoo model in a temporary folder and return its metrics and files (as bytes).
+
+    Runs on whatever worker the executor picks (this process, or a Ray worker on another
+    machine); the caller writes the files into its output folder.
+    """
+    import tempfile
+
+    from qnet.data import load_dataset
+    from qnet.train import TrainConfig, default_model_config, train
+
+    dataset = load_dataset(data, model, seed)
+    tcfg = TrainConfig(seed=seed) if epochs is None else TrainConfig(epochs=epochs, seed=seed)
+    mcfg = default_model_config(
+        model, dataset, w_bits=w_bits, a_bits=a_bits, **dict(model_overrides or {})
+    )
+    with tempfile.TemporaryDirectory(prefix="qnet-point-") as tmp:
+        run = Path(tmp) / "run"
+        result = train(mcfg, tcfg, dataset, run, quiet=True, num_threads=num_threads)
+        files = {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+        checkpoint = result.checkpoint_path.name
+    return {
+        "test_accuracy": float(result.metrics["test_accuracy"]),
+        "metrics": json.loads(json.dumps(result.metrics, default=str)),
+        "files": files,
+        "checkpoint": checkpoint,
+    }
+
+
+def store_files(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write a task's returned files into ``folder`` (each atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, blob in files.items():
+        if Path(name).name != name:
+            raise ConfigError(f"a task returned a file name with a folder in it: {name!r}")
+        atomic_write(folder / name, blob)
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buf.getvalue()
+
+
 def run_sweep(
     model: str,
     data: str,
@@ -137,45 +211,61 @@ def run_sweep(
     out_dir: str | os.PathLike[str],
     *,
     epochs: int | None = None,
-    io_type: str = "io_parallel",
-    reuse_factor: int = 1,
-    strategy: str = "Latency",
+    io_type: str = DEFAULT_IO_TYPE,
+    reuse_factor: int = DEFAULT_REUSE_FACTOR,
+    strategy: str = DEFAULT_STRATEGY,
     seed: int = 0,
+    num_threads: int = 1,
     force: bool = False,
     quiet: bool = False,
+    executor: Executor | None = None,
     on_point: Callable[[int, int, str], None] | None = None,
+    progress: Callable[[ProgressBoard], None] | None = None,
 ) -> SweepResult:
     """Train and estimate every (w_bits, a_bits) point; write ``sweep.csv`` and ``pareto.png``.
 
     Parameters
     ----------
     model, data : str
-        Zoo model kind (``convnet2d``, ``mlp``, ...) and dataset spec (``digits``, ...).
+        Zoo model kind (``convnet2d``, ``mlp``, ...) and dataset spec (``digits``, ...). On a
+        multi-machine Ray cluster a data file path must exist on every worker.
     w_bits, a_bits : sequence of int
         The grid.
     board : str
         Board name or board TOML path for the estimate.
     out_dir : path
-        Output folder. Re-running with the same settings resumes; a folder holding something
+        Output folder. Re-running with the same settings resumes: points whose ``point.json``
+        exists are not trained again; failed points are retried. A folder holding something
         else is refused unless ``force``.
     epochs : int, optional
         Training epochs per point (default: :class:`qnet.train.TrainConfig`'s).
     io_type, reuse_factor, strategy : estimator options.
     seed : int
-        Data split and training seed.
+        Data split and training seed (the same for every point).
+    num_threads : int
+        Torch threads per training run. A point's weights are bit-identical for a given seed
+        and thread count whichever executor runs it.
     force : bool
         Start over in a non-empty folder (retrains every point).
     quiet : bool
-        No training progress output.
+        Kept for compatibility: training never prints here (points may run on other machines).
+    executor : Executor, optional
+        Where points train (:func:`qnet.executors.make_executor`); default: this process.
     on_point : callable, optional
-        Called as ``on_point(index, total, status)`` after each point (status ``trained``
-        or ``cached``), e.g. to advance a progress bar.
+        ``on_point(done, total, status)`` after each point (status ``trained``, ``cached`` or
+        ``failed``).
+    progress : callable, optional
+        Called with the :class:`~qnet.executors.ProgressBoard` whenever a point starts or ends.
+
+    Returns
+    -------
+    SweepResult
+        The points that trained (grid order); failed points are in ``failed`` and in
+        ``sweep.csv`` with ``status=failed`` and their error.
     """
-    from qnet.data import load_dataset
     from qnet.evaluation import lower_checkpoint
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
-    from qnet.train import TrainConfig, default_model_config, train
 
     board_obj = load_board(board)
     out = Path(out_dir)
@@ -184,6 +274,7 @@ def run_sweep(
         "data": data,
         "epochs": epochs,
         "seed": seed,
+        "num_threads": num_threads,
         "board": board_obj.name,
         "io_type": io_type,
         "reuse_factor": reuse_factor,
@@ -196,8 +287,11 @@ def run_sweep(
         if not manifest.is_file():
             raise OutputExistsError(f"--out {out} is not empty and holds no sweep; use --force")
         old = json.loads(manifest.read_text())
-        train_keys = ("model", "data", "epochs", "seed")
-        if any(old.get(k) != settings[k] for k in train_keys):
+        train_keys = ("model", "data", "epochs", "seed", "num_threads")
+        if any(
+            old.get(k, settings[k] if k == "num_threads" else None) != settings[k]
+            for k in train_keys
+        ):
             raise ConfigError(
                 f"--out {out} holds a sweep with other training settings "
                 f"({ {k: old.get(k) for k in train_keys} }); use another folder or --force"
@@ -206,33 +300,117 @@ def run_sweep(
     (out / "points").mkdir(exist_ok=True)
     _atomic_text(manifest, json.dumps(settings, indent=2))
 
-    dataset = load_dataset(data, model, seed)
-    tcfg = TrainConfig(seed=seed) if epochs is None else TrainConfig(epochs=epochs, seed=seed)
     grid = [(w, a) for w in w_bits for a in a_bits]
-    points: list[SweepPoint] = []
-    for index, (w, a) in enumerate(grid):
-        pdir = out / "points" / f"w{w}a{a}"
+    names = [f"w{w}a{a}" for w, a in grid]
+    board_state = ProgressBoard(total=len(grid))
+    trained: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    statuses: dict[str, str] = {}
+    done_count = 0
+
+    def notify(name: str, status: str) -> None:
+        nonlocal done_count
+        done_count += 1
+        statuses[name] = status
+        if on_point is not None:
+            on_point(done_count, len(grid), status)
+        if progress is not None:
+            progress(board_state)
+
+    todo: list[Task] = []
+    for (w, a), name in zip(grid, names, strict=True):
+        pdir = out / "points" / name
         pjson = pdir / "point.json"
-        status = "cached"
-        if pjson.is_file() and not force:
-            trained = json.loads(pjson.read_text())
-        else:
-            status = "trained"
-            mcfg = default_model_config(model, dataset, w_bits=w, a_bits=a)
-            result = train(mcfg, tcfg, dataset, pdir, resume=not force, force=force, quiet=quiet)
-            trained = {
-                "test_accuracy": float(result.metrics["test_accuracy"]),
-                "checkpoint": str(result.checkpoint_path),
-            }
-        # the estimate is cheap: recompute it (the board or options may differ from last run)
-        graph = lower_checkpoint(trained["checkpoint"])
+        if force and pdir.exists():
+            shutil.rmtree(pdir)
+        if pjson.is_file():
+            trained[name] = json.loads(pjson.read_text())
+            acc = trained[name]["test_accuracy"]
+            board_state.record(name, acc, f"test acc {acc:.3f}", cached=True)
+            notify(name, "cached")
+            continue
+        todo.append(
+            Task(
+                name,
+                train_point_task,
+                {
+                    "model": model,
+                    "data": data,
+                    "w_bits": w,
+                    "a_bits": a,
+                    "epochs": epochs,
+                    "seed": seed,
+                    "num_threads": num_threads,
+                },
+            )
+        )
+
+    own = executor is None
+    runner = LocalExecutor() if executor is None else executor
+    try:
+        for task in todo:
+            runner.submit(task)
+        board_state.running = runner.running()
+        if progress is not None:
+            progress(board_state)
+        while runner.pending:
+            res = runner.wait_one()
+            pdir = out / "points" / res.key
+            if res.ok and res.value is not None:
+                store_files(pdir, res.value["files"])
+                (pdir / "error.txt").unlink(missing_ok=True)
+                record = {
+                    "test_accuracy": res.value["test_accuracy"],
+                    "checkpoint": f"points/{res.key}/{res.value['checkpoint']}",
+                    "seconds": res.seconds,
+                }
+                trained[res.key] = record
+                board_state.record(
+                    res.key, record["test_accuracy"], f"test acc {record['test_accuracy']:.3f}"
+                )
+                status = "trained"
+            else:
+                errors[res.key] = res.error or "unknown error"
+                pdir.mkdir(parents=True, exist_ok=True)
+                atomic_write(pdir / "error.txt", errors[res.key] + "\n")
+                board_state.fail(res.key, errors[res.key])
+                status = "failed"
+            board_state.running = runner.running()
+            if status == "trained":
+                # point.json last: its presence means the point is complete
+                _atomic_text(
+                    out / "points" / res.key / "point.json", json.dumps(trained[res.key], indent=2)
+                )
+            notify(res.key, status)
+    finally:
+        if own:
+            runner.close()
+
+    # the estimate is cheap: recompute it (the board or options may differ from last run)
+    points: list[SweepPoint] = []
+    rows: list[dict[str, Any]] = []
+    for (w, a), name in zip(grid, names, strict=True):
+        if name in errors:
+            rows.append(
+                {
+                    "w_bits": w,
+                    "a_bits": a,
+                    "status": "failed",
+                    "error": errors[name].splitlines()[0],
+                }
+            )
+            continue
+        rec = trained[name]
+        ckpt = Path(rec["checkpoint"])
+        ckpt = ckpt if ckpt.is_absolute() else out / ckpt
+        graph = lower_checkpoint(ckpt)
         est = estimate(
             graph, board_obj, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy
         )
         point = SweepPoint(
             w_bits=w,
             a_bits=a,
-            test_accuracy=trained["test_accuracy"],
+            test_accuracy=rec["test_accuracy"],
             lut=est.lut,
             ff=est.ff,
             dsp=est.dsp,
@@ -242,23 +420,26 @@ def run_sweep(
             latency_us=est.latency_us,
             throughput_per_s=est.throughput_per_s,
             fits=est.fits,
-            checkpoint=trained["checkpoint"],
+            checkpoint=str(rec["checkpoint"]),
         )
-        _atomic_text(pjson, json.dumps(asdict(point), indent=2))
         points.append(point)
-        if on_point is not None:
-            on_point(index + 1, len(grid), status)
+        rows.append({**asdict(point), "status": "ok", "error": ""})
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(SweepPoint)])
-    writer.writeheader()
-    for p in points:
-        writer.writerow(asdict(p))
+    columns = [f.name for f in fields(SweepPoint)] + ["status", "error"]
     csv_path = out / "sweep.csv"
-    _atomic_text(csv_path, buf.getvalue())
-    plot_path = plot_sweep(
-        points,
-        out / "pareto.png",
-        f"{model} on {data}, {board_obj.name} ({io_type}, R={reuse_factor})",
+    _atomic_text(csv_path, _csv_text(rows, columns))
+    plot_path = out / "pareto.png"
+    if points:
+        plot_sweep(
+            points,
+            plot_path,
+            f"{model} on {data}, {board_obj.name} ({io_type}, R={reuse_factor})",
+        )
+    return SweepResult(
+        out,
+        csv_path,
+        plot_path,
+        tuple(points),
+        failed=tuple((*dict(zip(names, grid, strict=True))[k], v) for k, v in errors.items()),
+        statuses=dict(statuses),
     )
-    return SweepResult(out, csv_path, plot_path, tuple(points))

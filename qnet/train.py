@@ -21,7 +21,12 @@ import numpy as np
 
 from qnet.checkpoint import load_checkpoint, restore_stats_state, save_checkpoint
 from qnet.data import Dataset
-from qnet.errors import CheckpointError, ConfigError, OutputExistsError, QnetError
+from qnet.errors import (
+    CheckpointError,
+    ConfigError,
+    OutputExistsError,
+    TrainingInterrupted,
+)
 from qnet.hw.atomic import atomic_write
 from qnet.models.config import ModelConfig
 
@@ -46,12 +51,6 @@ CHECKPOINT_NAME = "model.ckpt"
 NUM_THREADS = 2
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("cosine", "step")
-
-
-class TrainingInterrupted(QnetError):
-    """Training was interrupted (Ctrl-C); the last complete checkpoint is intact."""
-
-    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -500,7 +499,8 @@ def _lr_at(cfg: TrainConfig, epoch: int) -> float:
 def _make_optimizer(model: Any, cfg: TrainConfig) -> Any:
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

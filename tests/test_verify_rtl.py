@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent / "export"))
 from hw_graphs import make_mlp, random_inputs  # noqa: E402
 
 from qnet.hw.fixed import FixedType, Overflow, Rounding  # noqa: E402
-from qnet.verify import _first_layer_divergence  # noqa: E402
+from qnet.verification import _first_layer_divergence  # noqa: E402
 
 pytestmark = [
     pytest.mark.rtl,

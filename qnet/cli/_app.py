@@ -7,6 +7,7 @@ imported inside the command functions, so ``qnet --help`` stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -58,3 +59,39 @@ def parse_reuse_factor(reuse_factor: str) -> int | dict[str, int]:
         raise ConfigError(
             f"--reuse-factor {reuse_factor!r}: give an integer or layer=N pairs (e.g. fc1=4,conv2=8)"
         ) from None
+
+
+def config_option_help() -> str:
+    """Help text of ``--config`` (one place for export, verify and estimate)."""
+    return "Build configuration from 'qnet fit' (fit.json); explicit options override it."
+
+
+def resolve_build_options(
+    config: str | Path | None,
+    *,
+    board: str | None = None,
+    io_type: str | None = None,
+    reuse_factor: str | None = None,
+    strategy: str | None = None,
+    clock_mhz: float | None = None,
+    defaults: dict | None = None,
+) -> dict:
+    """Build options from explicit CLI options, else ``--config``, else ``defaults``.
+
+    Returns a dict with ``board``, ``io_type``, ``reuse_factor`` (parsed), ``strategy`` and
+    ``clock_mhz`` (absent keys stay absent when nobody sets them).
+    """
+    from qnet.fitting import load_build_config
+
+    out: dict = dict(defaults or {})
+    if config is not None:
+        out.update(load_build_config(config))
+    given = {
+        "board": board,
+        "io_type": io_type,
+        "reuse_factor": None if reuse_factor is None else parse_reuse_factor(reuse_factor),
+        "strategy": strategy,
+        "clock_mhz": clock_mhz,
+    }
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out

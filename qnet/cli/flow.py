@@ -1,4 +1,5 @@
-"""``qnet estimate``, ``qnet synth``, ``qnet sweep``: thin wrappers over the library."""
+"""``qnet estimate``, ``qnet synth``: thin wrappers over the library (``qnet sweep`` is in
+:mod:`qnet.cli.dse`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import typer
 
-from qnet.cli._app import app, console, parse_reuse_factor
+from qnet.cli._app import app, config_option_help, console, resolve_build_options
 
 
 def _load_graph(source: Path) -> tuple[Any, dict[str, Any]]:
@@ -131,23 +132,34 @@ def estimate_command(
     plot: Path = typer.Option(None, "--plot", help="Write per-layer resource bars to this PNG."),
     flow: str = typer.Option("hls", "--flow", help="hls (hls4ml/Vivado HLS) or rtl (da4ml+yosys)."),
     pipeline_stages: int = typer.Option(0, "--pipeline-stages", help="rtl flow: register stages."),
+    config: Path = typer.Option(None, "--config", help=config_option_help()),
 ) -> None:
     """Estimate resources, latency and throughput of a model on a board (no vendor tool)."""
     from qnet.errors import ConfigError
+    from qnet.hw import options
     from qnet.hw.estimator import estimate
 
     graph, defaults = _load_graph(source)
-    board = board or defaults.get("board")
-    if board is None:
+    if flow == "rtl":
+        defaults.pop("reuse_factor", None)
+    opts = resolve_build_options(
+        config,
+        board=board,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        clock_mhz=clock_mhz,
+        defaults=defaults,
+    )
+    if opts.get("board") is None:
         raise ConfigError("--board is required (e.g. --board pynq-z2; 'qnet boards' lists them)")
-    default_rf = 1 if flow == "rtl" else defaults.get("reuse_factor", 1)
     est = estimate(
         graph,
-        board,
-        io_type=io_type or defaults.get("io_type", "io_parallel"),
-        reuse_factor=parse_reuse_factor(reuse_factor) if reuse_factor is not None else default_rf,
-        strategy=strategy or defaults.get("strategy", "Latency"),
-        clock_mhz=clock_mhz,
+        opts["board"],
+        io_type=opts.get("io_type", options.DEFAULT_IO_TYPE),
+        reuse_factor=opts.get("reuse_factor", options.DEFAULT_REUSE_FACTOR),
+        strategy=opts.get("strategy", options.DEFAULT_STRATEGY),
+        clock_mhz=opts.get("clock_mhz"),
         flow=flow,
         pipeline_stages=pipeline_stages,
     )
@@ -161,6 +173,66 @@ def estimate_command(
     _estimate_table(est)
     if plot is not None:
         console.print(f"plot written to {plot}")
+
+
+def _open_flow_tables(res: Any) -> None:
+    """Print an open-flow report: steps and tools, then resources against the estimate."""
+    from rich.table import Table
+
+    target = f", target {res.target_mhz:g} MHz" if res.target_mhz else ""
+    steps = Table(title=f"open flow on {res.board} ({res.part}){target}")
+    for col in ("step", "wall time", "tool", "build", "version"):
+        steps.add_column(col, justify="right" if col == "wall time" else "left")
+    tool_of = {"yosys": ("yosys",), "nextpnr": ("nextpnr-ice40", "nextpnr-ecp5")}
+    tool_of["bitstream"] = ("icepack", "ecppack")
+    for name, seconds in res.steps:
+        tool = next((t for t in tool_of.get(name, ()) if t in res.tools), "")
+        info = res.tools.get(tool, {})
+        wall = f"{res.step_seconds.get(name, seconds):.1f} s"
+        if seconds == 0.0:
+            wall += " (resumed)"
+        steps.add_row(name, wall, tool, info.get("source", ""), info.get("version", ""))
+    total = sum(res.step_seconds.get(name, s) for name, s in res.steps)
+    steps.add_section()
+    steps.add_row("total", f"{total:.1f} s", "", "", "")
+    console.print(steps)
+    pnr = res.pnr_resources or {}
+    est = res.estimate or {}
+    table = Table(title="resources: yosys, after place & route, rtl-flow estimate")
+    for col in ("resource", "yosys", "P&R", "estimate", "est/yosys", "est/P&R"):
+        table.add_column(col, justify="left" if col == "resource" else "right")
+
+    def cell(v: Any) -> str:
+        return "-" if v is None else f"{v:,}"
+
+    def ratio(kind: str, key: str) -> str:
+        r = res.ratio.get(kind, {}).get(key)
+        return "-" if r is None else f"{r:.2f}"
+
+    for key in ("LUT", "FF", "CARRY", "DSP", "BRAM_18K", "CELLS"):
+        if key not in res.resources and key not in pnr:
+            continue
+        table.add_row(
+            key,
+            cell(res.resources.get(key)),
+            cell(pnr.get(key)),
+            cell(est.get(key)),
+            ratio("synth", key),
+            ratio("pnr", key),
+        )
+    console.print(table)
+    if res.fmax_mhz is not None:
+        console.print(f"fmax {res.fmax_mhz:.1f} MHz (nextpnr, target {res.target_mhz:g} MHz)")
+    console.print(
+        f"FF include up to {res.harness_ff:,} synthesis-harness flops; CELLS: logic cells "
+        "in use after packing (LUT, carry and FF share them)",
+        markup=False,
+    )
+    for note in res.notes:
+        console.print(f"note: {note}", markup=False)
+    if res.yowasp_cache:
+        console.print(f"YoWASP compiled-tool cache: {res.yowasp_cache}", markup=False)
+    console.print(f"report written to {res.outputs['report']}", markup=False)
 
 
 @app.command("synth")
@@ -185,31 +257,14 @@ def synth_command(
     info = read_export_info(project)
     board = load_board(info.board)
     graph = HwGraph.load(project / "hwgraph.npz")
-    est = estimate(
-        graph, board, io_type=info.io_type, reuse_factor=info.reuse_factor, strategy=info.strategy
-    )
     if flow == "open":
         from qnet.export.opensynth import run_open_flow
 
-        res = run_open_flow(project, board, force=force, quiet=quiet)
-        for name, seconds in res.steps:
-            console.print(f"step {name}: {seconds:.1f} s", markup=False)
-        if res.fmax_mhz is not None:
-            console.print(f"fmax {res.fmax_mhz:.1f} MHz")
-        import json as _json
-
-        meta_file = project / "verilog" / "qnet_rtl.json"
-        stages = (
-            int(_json.loads(meta_file.read_text()).get("latency", 0)) if meta_file.is_file() else 0
-        )
-        est = estimate(graph, board, flow="rtl", pipeline_stages=stages)
-        _estimate_table(est, dict(res.resources), "open synth")
-        if "CARRY" in res.resources:
-            console.print(
-                f"CARRY cells: estimate {est.carry:,}, open synth {res.resources['CARRY']:,}"
-            )
-        console.print(f"(open synth FF include up to {res.harness_ff:,} synthesis-harness flops)")
+        _open_flow_tables(run_open_flow(project, board, force=force, quiet=quiet))
         return
+    est = estimate(
+        graph, board, io_type=info.io_type, reuse_factor=info.reuse_factor, strategy=info.strategy
+    )
     if flow != "vendor":
         raise ConfigError(f"--flow {flow!r} is not known; use 'vendor' or 'open'")
     result = synthesize(
@@ -233,76 +288,3 @@ def synth_command(
         f"{rep.estimated_clock_ns} ns (target {rep.target_clock_ns} ns)"
     )
     _estimate_table(est, rep.resources, "csynth")
-
-
-@app.command("sweep")
-def sweep_command(
-    model: str = typer.Option(..., "--model", help="Zoo model kind, e.g. convnet2d, mlp."),
-    data: str = typer.Option(..., "--data", help="Dataset spec, e.g. digits."),
-    w_bits: str = typer.Option("2,4,8", "--w-bits", help="Weight bit widths, comma-separated."),
-    a_bits: str = typer.Option("2,4,8", "--a-bits", help="Activation bit widths."),
-    board: str = typer.Option("pynq-z2", "--board", help="Board name or .toml."),
-    out: Path = typer.Option(..., "--out", help="Output folder (resumable)."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per point."),
-    io_type: str = typer.Option("io_parallel", "--io-type"),
-    reuse_factor: int = typer.Option(1, "--reuse-factor"),
-    strategy: str = typer.Option("Latency", "--strategy"),
-    seed: int = typer.Option(0, "--seed"),
-    force: bool = typer.Option(False, "--force", help="Start over in a non-empty folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
-    """Train a precision grid, estimate each point, write sweep.csv and a Pareto plot."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from qnet.sweep import parse_bits, run_sweep
-
-    ws, as_ = parse_bits(w_bits, "--w-bits"), parse_bits(a_bits, "--a-bits")
-    with Progress(
-        TextColumn("sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("", total=len(ws) * len(as_))
-
-        def on_point(index: int, total: int, status: str) -> None:
-            progress.update(task, completed=index, description=status)
-
-        result = run_sweep(
-            model,
-            data,
-            ws,
-            as_,
-            board,
-            out,
-            epochs=epochs,
-            io_type=io_type,
-            reuse_factor=reuse_factor,
-            strategy=strategy,
-            seed=seed,
-            force=force,
-            quiet=True,
-            on_point=on_point,
-        )
-    from rich.table import Table
-
-    table = Table(title=f"sweep: {model} on {data}, {board}")
-    for col in ("w", "a", "test acc", "LUT", "FF", "DSP", "BRAM18K", "latency us", "fits"):
-        table.add_column(col, justify="right")
-    for p in result.points:
-        table.add_row(
-            str(p.w_bits),
-            str(p.a_bits),
-            f"{p.test_accuracy:.3f}",
-            f"{p.lut:,}",
-            f"{p.ff:,}",
-            f"{p.dsp:,}",
-            f"{p.bram_18k:,}",
-            f"{p.latency_us:.3f}",
-            "yes" if p.fits else "no",
-        )
-    console.print(table)
-    console.print(f"wrote {result.csv_path} and {result.plot_path}")

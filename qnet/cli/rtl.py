@@ -28,12 +28,10 @@ def rtl_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT/verilog/."),
 ) -> None:
     """Write bit-exact Verilog of the model's hardware graph (da4ml shift-add logic)."""
-    from qnet.export.verilog import write_rtl_project
+    from qnet.projects import rtl_project
 
     with console.status("tracing the hardware graph through da4ml and writing Verilog..."):
-        summary = write_rtl_project(
-            model, out, pipeline_stages=pipeline_stages, force=force, board=board
-        )
+        summary = rtl_project(model, out, pipeline_stages=pipeline_stages, force=force, board=board)
     console.print(f"wrote {summary.verilog} and {summary.graph_file} in {summary.seconds:.1f} s")
     latency = f"{summary.latency} clock cycles" if summary.latency else "combinational"
     console.print(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qnet.errors import UnsupportedLayerError
+from qnet.errors import InternalError, UnsupportedLayerError
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import Layer
 
@@ -69,6 +69,20 @@ class TensorRef:
     def is_float_input(self) -> bool:
         return self.layer is None and self.error is None
 
+    @property
+    def producer(self) -> str:
+        """The producing layer's name (every tensor past the model input has one)."""
+        if self.layer is None:
+            raise InternalError("the unquantised model input has no producing layer")
+        return self.layer
+
+    @property
+    def fixed_type(self) -> FixedType:
+        """The tensor's format (every tensor past the model input has one)."""
+        if self.type is None:
+            raise InternalError(f"tensor of layer {self.layer!r} has no fixed-point type")
+        return self.type
+
 
 @dataclass(frozen=True, eq=False)
 class Call:
@@ -86,12 +100,18 @@ class Call:
         return self.target if isinstance(self.target, nn.Module) else None
 
     @property
+    def unit(self) -> Any:
+        """The called module, for handlers registered on a module class (always a module)."""
+        if self.module is None:
+            raise InternalError(f"{self.path}: a module handler was given a torch function")
+        return self.module
+
+    @property
     def class_name(self) -> str:
         if self.module is not None:
             return type(self.module).__name__
-        return getattr(self.target, "__qualname__", None) or getattr(
-            self.target, "__name__", str(self.target)
-        )
+        name = getattr(self.target, "__qualname__", None) or getattr(self.target, "__name__", None)
+        return str(name) if name else str(self.target)
 
     @property
     def source(self) -> str:
@@ -151,7 +171,7 @@ class LowerContext:
     def add(self, layer: Layer) -> TensorRef:
         """Append a layer (names must be unique) and return the ref of its output."""
         if layer.name in self._by_name:
-            raise UnsupportedLayerError(f"internal: duplicate layer name {layer.name!r}")
+            raise InternalError(f"duplicate layer name {layer.name!r}")
         self.layers.append(layer)
         self._by_name[layer.name] = layer
         return TensorRef(layer.name, layer.out_type, layer.out_shape)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from qnet.errors import UnsupportedLayerError
+from qnet.errors import InternalError, UnsupportedLayerError
 from qnet.hw.graph import HwGraph, Input, Layer
 from qnet.lowering.capture import Recorder, flat_objects
 from qnet.lowering.context import (
@@ -130,7 +130,7 @@ def _prune(layers: list[Layer], output: str) -> list[Layer]:
             needed.update(layer.inputs)
     kept = [layer for layer in layers if layer.name in needed]
     if kept[-1].name != output:
-        raise UnsupportedLayerError(f"internal: output layer {output!r} is not last")
+        raise InternalError(f"output layer {output!r} is not last")
     if not isinstance(kept[0], Input) or sum(isinstance(layer, Input) for layer in kept) != 1:
         raise UnsupportedLayerError(
             "the model must have exactly one input quantised by a QuantIdentity"

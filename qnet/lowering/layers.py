@@ -73,7 +73,7 @@ def _enabled(proxy: Any) -> bool:
 # ------------------------------------------------------------------------- activations
 def _act_output_type(ctx: LowerContext, call: Call) -> tuple[FixedType, Any]:
     """Type of a QuantIdentity/QuantReLU output, from re-running its quantiser on its input."""
-    module = call.module
+    module = call.unit
     assert module is not None
     if _enabled(getattr(module, "input_quant", None)):
         raise ctx.unsupported(
@@ -92,7 +92,7 @@ def _multithreshold(
     ctx: LowerContext, call: Call, ref: TensorRef, out_type: FixedType
 ) -> TensorRef:
     """Float ops in ``ref.pending`` followed by this activation -> MultiThreshold (exact)."""
-    module = call.module
+    module = call.unit
     assert module is not None and ref.type is not None and ref.layer is not None
     in_type = ref.type
     shape = ref.shape
@@ -139,7 +139,7 @@ def _multithreshold(
     thresholds = np.sort(lo.T, axis=1)
     layer = MultiThreshold(
         name=ctx.name(call),
-        inputs=(ref.layer,),
+        inputs=(ref.producer,),
         out_shape=shape,
         out_type=out_type,
         source=", ".join([p.source for p in ref.pending] + [call.source]),
@@ -171,7 +171,7 @@ def _mt_eval(layer: MultiThreshold, a: np.ndarray) -> np.ndarray:
 def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
     ref = ctx.input(call, 0)
     out_type, _ = _act_output_type(ctx, call)
-    is_relu = isinstance(call.module, qnn.QuantReLU)
+    is_relu = isinstance(call.unit, qnn.QuantReLU)
     if ref.is_float_input:
         if is_relu:
             raise ctx.unsupported(
@@ -184,16 +184,16 @@ def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
         return _multithreshold(ctx, call, ref, out_type)
     ref = ctx.quantised_input(call, 0)
     cls = ReLU if is_relu else Quant
-    return ctx.add(cls(ctx.name(call), (ref.layer,), ref.shape, out_type, call.source))
+    return ctx.add(cls(ctx.name(call), (ref.producer,), ref.shape, out_type, call.source))
 
 
 # ----------------------------------------------------------------------- dense / conv
 def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[TensorRef, Any]:
     """Apply the layer's own input quantiser, if enabled; return (ref, quant input)."""
-    module = call.module
+    module = call.unit
     x = _first_tensor(call)
     proxy = getattr(module, "input_quant", None)
-    if not _enabled(proxy):
+    if proxy is None or not _enabled(proxy):
         if not isinstance(x, QuantTensor):
             # Brevitas would compute on an unquantised float tensor (e.g. after BatchNorm)
             raise ctx.unsupported(
@@ -204,12 +204,12 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
         return ref, x
     qx = proxy(_value(x))
     t = fixed_type_of(call.source, qx, proxy, "the input quantiser")
-    r = ctx.add(Quant(ctx.name(call, ".input_quant"), (ref.layer,), ref.shape, t, call.source))
+    r = ctx.add(Quant(ctx.name(call, ".input_quant"), (ref.producer,), ref.shape, t, call.source))
     return r, qx
 
 
 def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
-    module = call.module
+    module = call.unit
     ref = ctx.quantised_input(call, 0)
     ref, qx = _requant_input(ctx, call, ref)
     assert ref.type is not None
@@ -233,7 +233,7 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
     name = ctx.name(call)
     layer = make(
         name=name,
-        inputs=(ref.layer,),
+        inputs=(ref.producer,),
         out_shape=_shape(call.output),
         out_type=out_type,
         source=call.source,
@@ -265,7 +265,7 @@ def _pair(v: Any, dims: int) -> tuple[int, ...]:
 
 @register_lowerer(qnn.QuantConv1d, qnn.QuantConv2d)
 def _lower_conv(ctx: LowerContext, call: Call) -> TensorRef:
-    m = call.module
+    m = call.unit
     dims = 1 if isinstance(m, qnn.QuantConv1d) else 2
     accepted = "groups=1, dilation=1, integer zero padding (padding_mode='zeros')"
     if m.groups != 1:
@@ -292,7 +292,7 @@ def _lower_pending(ctx: LowerContext, call: Call) -> TensorRef:
         raise ctx.unsupported(
             call, "applied to the unquantised model input", "after a QuantConv/QuantLinear"
         )
-    m = call.module
+    m = call.unit
     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and not m.track_running_stats:
         raise ctx.unsupported(
             call, "BatchNorm without running statistics", "track_running_stats=True"
@@ -309,7 +309,7 @@ def _lower_identity(ctx: LowerContext, call: Call) -> None:
 # ------------------------------------------------------------------------ pooling / shape
 @register_lowerer(nn.MaxPool1d, nn.MaxPool2d)
 def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
-    m = call.module
+    m = call.unit
     dims = 1 if isinstance(m, nn.MaxPool1d) else 2
     ref = ctx.quantised_input(call, 0)
     kernel = _pair(m.kernel_size, dims)
@@ -322,9 +322,9 @@ def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
     return ctx.add(
         MaxPool(
             ctx.name(call),
-            (ref.layer,),
+            (ref.producer,),
             _shape(call.output),
-            ref.type,
+            ref.fixed_type,
             call.source,
             kernel=kernel,
             stride=stride,
@@ -334,7 +334,7 @@ def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
 
 @register_lowerer(nn.AvgPool1d, nn.AvgPool2d)
 def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
-    m = call.module
+    m = call.unit
     dims = 1 if isinstance(m, nn.AvgPool1d) else 2
     ref = ctx.quantised_input(call, 0)
     assert ref.type is not None
@@ -354,7 +354,7 @@ def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
     return ctx.add(
         AvgPool(
             ctx.name(call),
-            (ref.layer,),
+            (ref.producer,),
             _shape(call.output),
             out_type,
             call.source,
@@ -377,7 +377,7 @@ def _flatten(ctx: LowerContext, call: Call) -> TensorRef:
         )
     if len(ref.shape) == 1:
         return ref
-    return ctx.add(Flatten(ctx.name(call), (ref.layer,), out_shape, ref.type, call.source))
+    return ctx.add(Flatten(ctx.name(call), (ref.producer,), out_shape, ref.fixed_type, call.source))
 
 
 @register_lowerer(nn.Flatten)
@@ -413,7 +413,7 @@ def _add_layers(
             call, f"adding shapes {a.shape} and {b.shape}", "two tensors of the same shape"
         )
     t = out_type or _add_type(a.type, b.type)
-    return ctx.add(Add(ctx.name(call), (a.layer, b.layer), a.shape, t, call.source))
+    return ctx.add(Add(ctx.name(call), (a.producer, b.producer), a.shape, t, call.source))
 
 
 @register_function_lowerer(torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__)
@@ -427,7 +427,7 @@ def _lower_add_fn(ctx: LowerContext, call: Call) -> TensorRef:
 
 @register_lowerer(qnn.QuantEltwiseAdd)
 def _lower_eltwise_add(ctx: LowerContext, call: Call) -> TensorRef:
-    m = call.module
+    m = call.unit
     refs = [ctx.quantised_input(call, 0), ctx.quantised_input(call, 1)]
     xs = [a for a in call.args if isinstance(a, QuantTensor | torch.Tensor)]
     if _enabled(m.input_quant):
@@ -437,7 +437,9 @@ def _lower_eltwise_add(ctx: LowerContext, call: Call) -> TensorRef:
             t = fixed_type_of(call.source, qx, m.input_quant, "the input quantiser")
             new.append(
                 ctx.add(
-                    Quant(ctx.name(call, f".input_quant{i}"), (r.layer,), r.shape, t, call.source)
+                    Quant(
+                        ctx.name(call, f".input_quant{i}"), (r.producer,), r.shape, t, call.source
+                    )
                 )
             )
         refs = new

@@ -148,26 +148,34 @@ def make_input_quant(config: Any) -> Any:
     )
 
 
-def make_relu(config: Any) -> Any:
+def make_relu(config: Any, bits: int | None = None) -> Any:
     """QuantReLU with ``a_bits`` (or a float ReLU)."""
     from brevitas.nn import QuantReLU
     from torch import nn
 
     if not config.quantize:
         return nn.ReLU()
-    return QuantReLU(relu_quant(config.a_bits), return_quant_tensor=True)
+    return QuantReLU(relu_quant(config.a_bits if bits is None else bits), return_quant_tensor=True)
 
 
-def make_linear(in_features: int, out_features: int, config: Any) -> Any:
+def make_linear(in_features: int, out_features: int, config: Any, bits: int | None = None) -> Any:
     """:func:`quant_linear` with ``w_bits`` (or a float Linear)."""
     from torch import nn
 
     if not config.quantize:
         return nn.Linear(in_features, out_features)
-    return quant_linear(in_features, out_features, config.w_bits)
+    return quant_linear(in_features, out_features, config.w_bits if bits is None else bits)
 
 
-def make_conv(dims: int, in_ch: int, out_ch: int, kernel: int, padding: int, config: Any) -> Any:
+def make_conv(
+    dims: int,
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    padding: int,
+    config: Any,
+    bits: int | None = None,
+) -> Any:
     """Fixed-point QuantConv1d/2d with a quantised bias (or a float Conv)."""
     from brevitas.nn import QuantConv1d, QuantConv2d
     from torch import nn
@@ -180,7 +188,7 @@ def make_conv(dims: int, in_ch: int, out_ch: int, kernel: int, padding: int, con
         kernel,
         padding=padding,
         bias=True,
-        weight_quant=weight_quant(config.w_bits),
+        weight_quant=weight_quant(config.w_bits if bits is None else bits),
         bias_quant=bias_quant(),
         return_quant_tensor=False,
     )

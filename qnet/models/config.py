@@ -60,6 +60,12 @@ class ModelConfig:
         Kind ``user`` only: the ``file.py:function`` that returns the user's own Brevitas model
         (``(model, example_input)``, as every command accepts); the zoo fields above other than
         ``in_shape``, ``num_classes`` and ``standardize`` do not apply to it.
+    layer_w_bits : tuple of int
+        Per-layer weight bits (convnets, mlp): one per weighted layer in order (convs, hidden
+        dense layers, classifier); empty: ``w_bits`` everywhere.
+    layer_a_bits : tuple of int
+        Per-layer activation bits: one per QuantReLU in order (after each conv and hidden
+        dense layer); empty: ``a_bits`` everywhere.
     """
 
     kind: str
@@ -78,6 +84,8 @@ class ModelConfig:
     in_range: float = 1.0
     quantize: bool = True
     source: str = ""
+    layer_w_bits: tuple[int, ...] = ()
+    layer_a_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind == USER_KIND:
@@ -126,6 +134,50 @@ class ModelConfig:
         ):
             raise ConfigError(f"in_range must be a power of two (e.g. 1, 4, 8), got {rng!r}")
         object.__setattr__(self, "in_range", float(rng))
+        self._check_layer_bits()
+
+    @property
+    def n_weighted(self) -> int:
+        """Weighted layers (convs, hidden dense layers, classifier) of a convnet or mlp."""
+        convs = len(self.channels) if self.kind in ("convnet2d", "convnet1d") else 0
+        return convs + len(self.hidden) + 1
+
+    @property
+    def n_activations(self) -> int:
+        """QuantReLUs (one after each conv and hidden dense layer) of a convnet or mlp."""
+        return self.n_weighted - 1
+
+    def w_bits_at(self, index: int) -> int:
+        """Weight bits of weighted layer ``index`` (``layer_w_bits`` or ``w_bits``)."""
+        return self.layer_w_bits[index] if self.layer_w_bits else self.w_bits
+
+    def a_bits_at(self, index: int) -> int:
+        """Activation bits of QuantReLU ``index`` (``layer_a_bits`` or ``a_bits``)."""
+        return self.layer_a_bits[index] if self.layer_a_bits else self.a_bits
+
+    def _check_layer_bits(self) -> None:
+        for name in ("layer_w_bits", "layer_a_bits"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+                raise ConfigError(f"{name} must be a list of bit widths, got {values!r}")
+            values = tuple(values)
+            object.__setattr__(self, name, values)
+            if not values:
+                continue
+            if self.kind == "lstm":
+                raise ConfigError(f"{name}: per-layer bits are for convnets and mlp, not lstm")
+            want = self.n_weighted if name == "layer_w_bits" else self.n_activations
+            if len(values) != want:
+                raise ConfigError(
+                    f"{name} has {len(values)} entries; this {self.kind} has {want} "
+                    f"({'weighted layers' if name == 'layer_w_bits' else 'activations'})"
+                )
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int) or not MIN_BITS <= v <= MAX_BITS:
+                    raise ConfigError(
+                        f"{name} = {values!r}: {v!r} is not supported; qnet trains with "
+                        f"{MIN_BITS}..{MAX_BITS} bits"
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON- and checkpoint-safe)."""

@@ -44,11 +44,16 @@ class _ConvNet(nn.Module):
         in_ch = config.in_shape[0]
         spatial = list(config.in_shape[1:])
         pad = config.kernel_size // 2
-        for out_ch in config.channels:
-            layers.append(make_conv(self._dims, in_ch, out_ch, config.kernel_size, pad, config))
+        for index, out_ch in enumerate(config.channels):
+            layers.append(
+                make_conv(
+                    self._dims, in_ch, out_ch, config.kernel_size, pad, config,
+                    config.w_bits_at(index),
+                )
+            )  # fmt: skip
             if config.batchnorm:
                 layers.append(bn_cls(out_ch))
-            layers.append(make_relu(config))
+            layers.append(make_relu(config, config.a_bits_at(index)))
             spatial = [s + 2 * pad - config.kernel_size + 1 for s in spatial]
             if min(spatial) >= 2:
                 layers.append(pool_cls(2))
@@ -62,11 +67,16 @@ class _ConvNet(nn.Module):
         self.flatten = nn.Flatten()
         flat = in_ch * int(torch.tensor(spatial).prod())
         head: list[nn.Module] = []
+        index = len(config.channels)
         for width in config.hidden:
-            head += [make_linear(flat, width, config), make_relu(config)]
+            head += [
+                make_linear(flat, width, config, config.w_bits_at(index)),
+                make_relu(config, config.a_bits_at(index)),
+            ]
             flat = width
+            index += 1
         head.append(nn.Dropout(config.dropout))
-        head.append(make_linear(flat, config.num_classes, config))
+        head.append(make_linear(flat, config.num_classes, config, config.w_bits_at(index)))
         self.classifier = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

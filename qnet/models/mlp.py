@@ -31,11 +31,16 @@ class MLP(nn.Module):
         self.input_quant = make_input_quant(config)
         layers: list[nn.Module] = []
         width = config.in_shape[0]
-        for hidden in config.hidden:
-            layers += [make_linear(width, hidden, config), make_relu(config)]
+        for index, hidden in enumerate(config.hidden):
+            layers += [
+                make_linear(width, hidden, config, config.w_bits_at(index)),
+                make_relu(config, config.a_bits_at(index)),
+            ]
             width = hidden
         layers.append(nn.Dropout(config.dropout))
-        layers.append(make_linear(width, config.num_classes, config))
+        layers.append(
+            make_linear(width, config.num_classes, config, config.w_bits_at(len(config.hidden)))
+        )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -147,3 +147,15 @@ def make_mlp(
 def random_inputs(graph: HwGraph, n: int, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(-0.05, 1.05, size=(n, *graph.input.out_shape))
+
+
+def from_spec(spec: dict) -> HwGraph:
+    """A graph from a stored spec: ``{"kind": "mlp", "bits", "seed", "n_in", "hidden"}`` or
+    ``{"kind": "conv", "dims", "bits", "seed", "size", "ch"}`` (tests/data/rtl_open_flow.json)."""
+    if spec["kind"] == "mlp":
+        return make_mlp(
+            spec["bits"], seed=spec["seed"], n_in=spec["n_in"], hidden=tuple(spec["hidden"])
+        )
+    return make_convnet(
+        spec["dims"], spec["bits"], seed=spec["seed"], size=spec["size"], ch=tuple(spec["ch"])
+    )

@@ -16,9 +16,9 @@ pytest.importorskip("hls4ml")
 from qnet.checkpoint import save_checkpoint  # noqa: E402
 from qnet.cli import main  # noqa: E402
 from qnet.errors import OutputExistsError  # noqa: E402
-from qnet.export.project import write_export_project  # noqa: E402
 from qnet.hw.graph import HwGraph  # noqa: E402
 from qnet.models import ModelConfig, build_model  # noqa: E402
+from qnet.projects import export_project  # noqa: E402
 
 
 def run(argv: list[str]) -> int:
@@ -47,7 +47,7 @@ def ckpt(tmp_path_factory):
 
 def test_export_writes_project_atomically_and_refuses_overwrite(ckpt, tmp_path) -> None:
     out = tmp_path / "prj"
-    summary = write_export_project(ckpt, out, board="pynq-z2", reuse_factor=1, formats=("hls4ml",))
+    summary = export_project(ckpt, out, board="pynq-z2", reuse_factor=1, formats=("hls4ml",))
     assert {"hls4ml_prj", "hwgraph.npz", "qnet_export.json"} <= set(summary.files)
     info = json.loads((out / "qnet_export.json").read_text())
     assert info["board"] == "pynq-z2" and info["part"] == "xc7z020clg400-1"
@@ -60,9 +60,9 @@ def test_export_writes_project_atomically_and_refuses_overwrite(ckpt, tmp_path) 
     assert [p.name for p in tmp_path.iterdir()] == ["prj"]
     assert ".tmp" not in (out / "hls4ml_prj" / "hls4ml_config.yml").read_text()
     with pytest.raises(OutputExistsError, match="--force"):
-        write_export_project(ckpt, out, formats=("hls4ml",))
+        export_project(ckpt, out, formats=("hls4ml",))
     (out / "marker").write_text("old")
-    write_export_project(ckpt, out, io_type="io_stream", formats=("hls4ml",), force=True)
+    export_project(ckpt, out, io_type="io_stream", formats=("hls4ml",), force=True)
     assert not (out / "marker").exists()
     assert json.loads((out / "qnet_export.json").read_text())["io_type"] == "io_stream"
 
@@ -70,7 +70,7 @@ def test_export_writes_project_atomically_and_refuses_overwrite(ckpt, tmp_path) 
 def test_failed_export_leaves_nothing(ckpt, tmp_path) -> None:
     out = tmp_path / "prj"
     with pytest.raises(Exception, match="reuse factor"):
-        write_export_project(ckpt, out, reuse_factor=7, formats=("hls4ml",))
+        export_project(ckpt, out, reuse_factor=7, formats=("hls4ml",))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -99,3 +99,37 @@ def test_cli_export_summary(ckpt, tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "pynq-z2" in text and "reuse factor 2" in text
     assert np.isfinite(json.loads((out / "qnet_export.json").read_text())["clock_period_ns"])
+
+
+def test_cli_verify_requested_executors_that_cannot_run(ckpt, monkeypatch, capsys) -> None:
+    """--rtl without Verilator (and csim without g++): exit 3 naming the tool; with
+    --allow-missing the table says NOT VERIFIED and the exit code is still non-zero."""
+    from qnet.errors import ToolNotFoundError
+    from qnet.export import verilog
+    from qnet.export.hls_base import HlsExport
+
+    def missing(*args, **kwargs):
+        raise ToolNotFoundError("the tool is not installed")
+
+    monkeypatch.setattr(verilog, "verilator_env", missing)
+    monkeypatch.setattr(HlsExport, "compile", missing)
+    assert run(["verify", str(ckpt), "--n", "20", "--rtl"]) == 3
+    assert "executor cannot run" in capsys.readouterr().err
+    assert run(["verify", str(ckpt), "--n", "20", "--rtl", "--allow-missing"]) == 2
+    captured = capsys.readouterr()
+    assert "csim: NOT VERIFIED" in captured.out and "rtl: NOT VERIFIED" in captured.out
+    assert "brevitas vs simulator" in captured.out and "ALL EXACT" not in captured.out
+    assert "NOT VERIFIED" in captured.err
+
+
+def test_write_export_project_needs_only_a_graph(ckpt, tmp_path) -> None:
+    """qnet.export writes a project from a HwGraph alone (no model, no data set)."""
+    from qnet.export.project import write_export_project
+    from qnet.sources import load_graph
+
+    graph = load_graph(ckpt)
+    summary = write_export_project(graph, tmp_path / "prj", formats=("hls4ml", "qonnx"))
+    assert "model.qonnx.onnx" not in summary.files
+    assert any("no Brevitas model" in note for note in summary.notes)
+    tb = tmp_path / "prj" / "hls4ml_prj" / "tb_data" / "tb_input_features.dat"
+    assert len(tb.read_text().splitlines()) == 100

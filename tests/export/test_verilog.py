@@ -96,7 +96,7 @@ def test_every_cast_mode_exhaustively_in_traced_logic():
     traced da4ml program (C++ interpreter) against FixedType.quantize_int."""
     import da4ml.trace as tr
 
-    from qnet.export.verilog import _kif, cast_array
+    from qnet.export.rtl_trace import _kif, cast_array
 
     n_checked = 0
     for src in (FixedType(9, 4, True), FixedType(7, 3, False)):

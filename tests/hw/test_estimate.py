@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from qnet.errors import ConfigError
-from qnet.hw.estimator import estimate, valid_reuse_factors
+from qnet.hw.estimator import estimate
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import Dense, HwGraph, Input, Layer, ReLU
+from qnet.hw.options import valid_reuse_factors
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _published import jet_mlp, svhn_cnn, tfc_w1a1  # noqa: E402

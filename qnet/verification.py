@@ -1,5 +1,12 @@
 """``qnet.verify``: Brevitas == simulator == hls4ml C simulation (== RTL), bit for bit.
 
+(The module is ``qnet.verification``; ``qnet.verify`` is always the function.)
+
+An executor the caller asked for (``csim``, ``rtl``) that cannot run is an error
+(:class:`~qnet.errors.ToolNotFoundError` for a missing tool, else
+:class:`~qnet.errors.VerificationError`), never a pass. With ``allow_missing=True`` the report
+says NOT VERIFIED for it instead, and ``all_exact`` is False.
+
 Every executor gets the same float32 input. The simulator and the hls4ml C simulation model
 the hardware (exact integers) and must always agree. Brevitas computes in float32 and is exact
 only while each accumulator's partial sums stay below 2**24 lsb; the lowering lists the layers
@@ -16,12 +23,32 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from qnet._callable import make_module_callable
-from qnet.errors import QnetError, VerificationError
+from qnet.errors import (
+    BuildError,
+    QnetError,
+    ToolNotFoundError,
+    UnsupportedLayerError,
+    VerificationError,
+)
+from qnet.hw.boards import Board
+from qnet.hw.graph import HwGraph
+from qnet.hw.options import DEFAULT_BOARD, BuildOptions
+
+if TYPE_CHECKING:
+    import torch
+
+    from qnet.checkpoint import Checkpoint
+    from qnet.export.hls_base import HlsExport
+    from qnet.sources import ModelSource
+
+#: What :func:`verify` accepts as the model.
+ModelInput = Union["torch.nn.Module", str, Path, "Checkpoint", "ModelSource", HwGraph]
+#: A board name, board file or :class:`~qnet.hw.boards.Board`.
+BoardSpec = str | Path | Board
 
 __all__ = ["verify", "VerifyReport", "PairResult", "Divergence", "ExecutorRun", "VERIFY_EXIT_CODE"]
 
@@ -81,12 +108,17 @@ class PairResult:
 
 @dataclass(frozen=True)
 class ExecutorRun:
-    """One executor: did it run, how long, or why not."""
+    """One executor: did it run, how long, or why not.
+
+    ``requested`` executors (csim, rtl when asked for) that did not run leave the report
+    NOT VERIFIED (only possible with ``allow_missing=True``).
+    """
 
     name: str
     ran: bool
     seconds: float = 0.0
     reason: str = ""
+    requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,18 +146,33 @@ class VerifyReport:
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def not_verified(self) -> tuple[str, ...]:
+        """Executors the caller asked for that did not run (``allow_missing=True``)."""
+        return tuple(r.name for r in self.executors if r.requested and not r.ran)
+
+    @property
     def all_exact(self) -> bool:
-        """True when every compared pair is exactly equal (excused Brevitas pairs aside)
-        and at least one pair was compared."""
-        return bool(self.pairs) and all(p.exact or p.excused for p in self.pairs)
+        """True when every requested executor ran, every compared pair is exactly equal
+        (excused Brevitas pairs aside) and at least one pair was compared."""
+        return (
+            bool(self.pairs)
+            and not self.not_verified
+            and all(p.exact or p.excused for p in self.pairs)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (no output arrays)."""
         return {
             "samples": self.samples,
             "all_exact": self.all_exact,
+            "not_verified": list(self.not_verified),
             "executors": {
-                r.name: {"ran": r.ran, "seconds": round(r.seconds, 3), "reason": r.reason}
+                r.name: {
+                    "ran": r.ran,
+                    "requested": r.requested,
+                    "seconds": round(r.seconds, 3),
+                    "reason": r.reason,
+                }
                 for r in self.executors
             },
             "pairs": [
@@ -162,7 +209,8 @@ class VerifyReport:
             )
         for run in self.executors:
             if not run.ran:
-                lines.append(f"{run.name}: not run ({run.reason})")
+                status = "NOT VERIFIED, did not run" if run.requested else "not run"
+                lines.append(f"{run.name}: {status} ({run.reason})")
         for p in self.pairs:
             if p.divergence is not None:
                 lines.append(f"{p.a} vs {p.b}: {p.divergence.describe(p.a, p.b)}")
@@ -171,7 +219,13 @@ class VerifyReport:
                 "float32 note: Brevitas is not exact past 2**24 lsb in "
                 + ", ".join(self.float32_inexact)
             )
-        lines.append("ALL EXACT" if self.all_exact else "NOT EXACT")
+        if self.all_exact:
+            lines.append("ALL EXACT")
+        else:
+            if self.not_verified:
+                lines.append("NOT VERIFIED: " + ", ".join(self.not_verified) + " did not run")
+            if not self.pairs or not all(p.exact or p.excused for p in self.pairs):
+                lines.append("NOT EXACT")
         return "\n".join(lines)
 
 
@@ -242,25 +296,27 @@ def _first_layer_divergence(
     return None
 
 
-def _resolve_model(model_or_checkpoint: Any, x: np.ndarray) -> tuple[Any, Any]:
+def _resolve_model(model_or_checkpoint: ModelInput, x: np.ndarray) -> tuple[Any, HwGraph]:
     """(Brevitas model or None, HwGraph)."""
-    from qnet.hw.graph import HwGraph
-
     if isinstance(model_or_checkpoint, HwGraph):
         return None, model_or_checkpoint
-    model = model_or_checkpoint
-    if isinstance(model, str | Path):
-        from qnet.sources import load_model
-
-        model = load_model(model).model
-    elif hasattr(model, "model") and not callable(model):  # Checkpoint / ModelSource
-        model = model.model
+    model = _resolve_model_only(model_or_checkpoint)
     import torch
 
     from qnet.lowering import lower
 
     graph = lower(model, torch.as_tensor(x[:1], dtype=torch.float32))
     return model, graph
+
+
+def _resolve_model_only(obj: ModelInput) -> Any:
+    if isinstance(obj, str | Path):
+        from qnet.sources import load_model
+
+        return load_model(obj).model
+    if hasattr(obj, "model") and not callable(obj):  # Checkpoint / ModelSource
+        return obj.model
+    return obj
 
 
 def _run_brevitas(model: Any, x: np.ndarray) -> np.ndarray:
@@ -278,15 +334,67 @@ def _run_brevitas(model: Any, x: np.ndarray) -> np.ndarray:
     return value.detach().cpu().numpy().astype(np.float64)
 
 
-def verify(
-    model_or_checkpoint: Any,
+def _cannot_run(name: str, exc: QnetError, allow_missing: bool, seconds: float) -> ExecutorRun:
+    """A requested executor that cannot run: an error, or NOT VERIFIED with ``allow_missing``."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if allow_missing:
+        return ExecutorRun(name, False, seconds, reason, requested=True)
+    hint = " (pass allow_missing=True / --allow-missing to report it as NOT VERIFIED instead)"
+    if isinstance(exc, ToolNotFoundError):
+        raise ToolNotFoundError(f"the {name} executor cannot run: {exc}{hint}") from exc
+    raise VerificationError(f"the {name} executor cannot run: {reason}{hint}") from exc
+
+
+def _run_csim(
+    graph: HwGraph,
     x: np.ndarray,
-    board: Any = "pynq-z2",
+    board: BoardSpec | BuildOptions,
+    hls_export: HlsExport | None,
+    output_dir: Path,
+    export_options: Mapping[str, Any],
+) -> tuple[HlsExport, np.ndarray]:
+    export = hls_export
+    if export is None:
+        from qnet.export.hls import to_hls4ml
+
+        export = to_hls4ml(graph, board=board, output_dir=output_dir, write=False, **export_options)
+        export.compile()
+    return export, export.predict(x)
+
+
+def _run_rtl(graph: HwGraph, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import tempfile
+
+    from qnet.export.verilog import build_rtl
+
+    with tempfile.TemporaryDirectory(prefix="qnet_rtl_") as rtl_tmp:
+        model = build_rtl(graph, Path(rtl_tmp) / "rtl")
+        return np.asarray(model.predict(x), dtype=np.float64).reshape(shape)
+
+
+def _with_divergence(
+    pair: PairResult, graph: HwGraph, tracer: Any, x: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> PairResult:
+    if pair.exact:
+        return pair
+    bad = np.where(~(a == b).reshape(x.shape[0], -1).all(axis=1))[0]
+    div = _first_layer_divergence(graph, tracer, x, bad)
+    if div is None:
+        return pair
+    return PairResult(**{**pair.__dict__, "divergence": div})
+
+
+def verify(
+    model_or_checkpoint: ModelInput,
+    x: np.ndarray,
+    board: BoardSpec | BuildOptions = DEFAULT_BOARD,
     *,
+    csim: bool = True,
     rtl: bool = False,
+    allow_missing: bool = False,
     output_dir: str | Path | None = None,
-    hls_export: Any = None,
-    graph: Any = None,
+    hls_export: HlsExport | None = None,
+    graph: HwGraph | None = None,
     **export_options: Any,
 ) -> VerifyReport:
     """Run every executor on ``x`` and compare their outputs exactly.
@@ -297,10 +405,18 @@ def verify(
         A Brevitas model (or where to load one). Given a bare HwGraph, Brevitas is not run.
     x : numpy.ndarray
         Float input (N, *in_shape); cast to float32 once so every executor sees the same values.
-    board : str, Path or Board
+    board : str, Path, Board or BuildOptions
+        The board, or the whole build's options (then leave ``export_options`` to
+        precision_overrides).
+    csim : bool
+        Run the hls4ml C simulation (g++).
     rtl : bool
-        Also run the RTL executor (``qnet.export.verilog.build_rtl``); if it or its tools are
-        missing, the RTL column is reported as not run, with the reason.
+        Also run the RTL executor (:func:`qnet.export.verilog.build_rtl`: da4ml + Verilator).
+    allow_missing : bool
+        A requested executor (``csim``, ``rtl``) that cannot run (missing tool, failed build,
+        unsupported layer) raises :class:`~qnet.errors.ToolNotFoundError` or
+        :class:`~qnet.errors.VerificationError` unless this is true; then the report says
+        NOT VERIFIED for it and ``all_exact`` is False.
     output_dir : path, optional
         Where the hls4ml project is written (a temporary folder by default).
     hls_export : HlsExport, optional
@@ -315,6 +431,14 @@ def verify(
     -------
     VerifyReport
         ``report.all_exact``; ``report.table()`` for display.
+
+    Raises
+    ------
+    ToolNotFoundError
+        A requested executor's tool is missing (without ``allow_missing``).
+    VerificationError
+        A requested executor cannot run for another reason (without ``allow_missing``), or
+        ``x`` is not a batch.
     """
     import tempfile
 
@@ -329,7 +453,11 @@ def verify(
     if graph is None:
         model, graph = _resolve_model(model_or_checkpoint, x)
     else:
-        model = None if _is_graph(model_or_checkpoint) else _resolve_model_only(model_or_checkpoint)
+        model = (
+            None
+            if isinstance(model_or_checkpoint, HwGraph)
+            else _resolve_model_only(model_or_checkpoint)
+        )
 
     if model is not None:
         t = time.perf_counter()
@@ -342,116 +470,66 @@ def verify(
     outputs["simulator"] = np.asarray(simulate(graph, x))
     runs.append(ExecutorRun("simulator", True, time.perf_counter() - t))
 
-    tmp = None
-    try:
-        t = time.perf_counter()
-        export = hls_export
-        if export is None:
-            from qnet.export.hls import to_hls4ml
-
-            if output_dir is None:
-                tmp = tempfile.TemporaryDirectory(prefix="qnet_verify_")
-                output_dir = Path(tmp.name) / "hls4ml_prj"
-            export = to_hls4ml(
-                graph, board=board, output_dir=output_dir, write=False, **export_options
-            )
-            export.compile()
-        outputs["csim"] = export.predict(x)
-        runs.append(ExecutorRun("csim", True, time.perf_counter() - t))
-
+    export: HlsExport | None = None
+    with tempfile.TemporaryDirectory(prefix="qnet_verify_") as tmp:
+        if csim:
+            t = time.perf_counter()
+            out_dir = Path(output_dir) if output_dir is not None else Path(tmp) / "hls4ml_prj"
+            try:
+                export, outputs["csim"] = _run_csim(
+                    graph, x, board, hls_export, out_dir, export_options
+                )
+                runs.append(ExecutorRun("csim", True, time.perf_counter() - t, requested=True))
+            except (ToolNotFoundError, BuildError, UnsupportedLayerError) as exc:
+                runs.append(_cannot_run("csim", exc, allow_missing, time.perf_counter() - t))
         if rtl:
-            runs.append(_run_rtl(graph, x, outputs, tmp))
+            t = time.perf_counter()
+            try:
+                outputs["rtl"] = _run_rtl(graph, x, outputs["simulator"].shape)
+                runs.append(ExecutorRun("rtl", True, time.perf_counter() - t, requested=True))
+            except QnetError as exc:
+                runs.append(_cannot_run("rtl", exc, allow_missing, time.perf_counter() - t))
 
         excuse = ""
         inexact = tuple(graph.meta.get("float32_inexact", ()))
         if inexact:
             excuse = "Brevitas float32 sums pass 2**24 lsb in " + ", ".join(inexact)
+        sim = outputs["simulator"]
         pairs: list[PairResult] = []
         if "brevitas" in outputs:
-            pairs.append(
-                _compare("brevitas", "simulator", outputs["brevitas"], outputs["simulator"], excuse)
-            )
-        sim_csim = _compare("simulator", "csim", outputs["simulator"], outputs["csim"])
-        if not sim_csim.exact:
-            bad = np.where(
-                ~(outputs["simulator"] == outputs["csim"]).reshape(x.shape[0], -1).all(axis=1)
-            )[0]
-            div = _first_layer_divergence(graph, export.trace, x, bad)
-            if div is not None:
-                sim_csim = PairResult(**{**sim_csim.__dict__, "divergence": div})
-        pairs.append(sim_csim)
-        if "brevitas" in outputs:
-            pairs.append(_compare("brevitas", "csim", outputs["brevitas"], outputs["csim"], excuse))
+            pairs.append(_compare("brevitas", "simulator", outputs["brevitas"], sim, excuse))
+        if export is not None:
+            csim_out = outputs["csim"]
+            pair = _compare("simulator", "csim", sim, csim_out)
+            pairs.append(_with_divergence(pair, graph, export.trace, x, sim, csim_out))
+            if "brevitas" in outputs:
+                pairs.append(_compare("brevitas", "csim", outputs["brevitas"], csim_out, excuse))
         if "rtl" in outputs:
-            sim_rtl = _compare("simulator", "rtl", outputs["simulator"], outputs["rtl"])
-            if not sim_rtl.exact:
-                from qnet.export.verilog import trace_layers
+            from qnet.export.verilog import trace_layers
 
-                bad = np.where(
-                    ~(outputs["simulator"] == outputs["rtl"]).reshape(x.shape[0], -1).all(axis=1)
-                )[0]
-                # the traced da4ml logic, layer by layer (the RTL is generated from it)
-                div = _first_layer_divergence(graph, lambda xs: trace_layers(graph, xs), x, bad)
-                if div is not None:
-                    sim_rtl = PairResult(**{**sim_rtl.__dict__, "divergence": div})
-            pairs.append(sim_rtl)
-        options = {
-            "board": getattr(board, "name", str(board)),
-            "io_type": export.io_type,
-            "reuse_factor": export.reuse_factor,
-            "strategy": export.strategy,
-            "backend": export.backend,
-            "part": export.part,
-        }
-        return VerifyReport(x.shape[0], tuple(runs), tuple(pairs), inexact, options, outputs)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-
-
-def _is_graph(obj: Any) -> bool:
-    from qnet.hw.graph import HwGraph
-
-    return isinstance(obj, HwGraph)
-
-
-def _resolve_model_only(obj: Any) -> Any:
-    if isinstance(obj, str | Path):
-        from qnet.sources import load_model
-
-        return load_model(obj).model
-    if hasattr(obj, "model") and not callable(obj):
-        return obj.model
-    return obj
-
-
-def _run_rtl(graph: Any, x: np.ndarray, outputs: dict[str, np.ndarray], tmp: Any) -> ExecutorRun:
-    import importlib
-    import tempfile
-
-    t = time.perf_counter()
-    try:
-        verilog = importlib.import_module("qnet.export.verilog")
-    except ImportError as exc:
-        return ExecutorRun("rtl", False, reason=f"qnet.export.verilog cannot be imported: {exc}")
-    build_rtl = getattr(verilog, "build_rtl", None)
-    if build_rtl is None:
-        return ExecutorRun("rtl", False, reason="qnet.export.verilog has no build_rtl()")
-    rtl_tmp = tempfile.TemporaryDirectory(prefix="qnet_rtl_")
-    try:
-        model = build_rtl(graph, Path(rtl_tmp.name) / "rtl")
-        outputs["rtl"] = np.asarray(model.predict(x), dtype=np.float64).reshape(
-            outputs["simulator"].shape
+            pair = _compare("simulator", "rtl", sim, outputs["rtl"])
+            # the traced da4ml logic, layer by layer (the RTL is generated from it)
+            pairs.append(
+                _with_divergence(
+                    pair, graph, lambda xs: trace_layers(graph, xs), x, sim, outputs["rtl"]
+                )
+            )
+    if isinstance(board, BuildOptions):
+        board_name = board.board_spec.name
+    else:
+        board_name = getattr(board, "name", str(board))
+    options: dict[str, Any] = {"board": board_name}
+    if export is not None:
+        options.update(
+            io_type=export.io_type,
+            reuse_factor=export.reuse_factor,
+            strategy=export.strategy,
+            backend=export.backend,
+            part=export.part,
         )
-    except QnetError as exc:
-        return ExecutorRun("rtl", False, reason=f"{type(exc).__name__}: {exc}")
-    finally:
-        rtl_tmp.cleanup()
-    return ExecutorRun("rtl", True, time.perf_counter() - t)
-
-
-def _options_summary(options: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in options.items())
+    else:
+        options.update(export_options)
+    return VerifyReport(x.shape[0], tuple(runs), tuple(pairs), inexact, options, outputs)
 
 
 def verification_inputs(spec: str | Path, n: int, seed: int = 0) -> tuple[Any, np.ndarray, str]:
@@ -489,6 +567,3 @@ def verification_inputs(spec: str | Path, n: int, seed: int = 0) -> tuple[Any, n
         rng.uniform(0, 1, size=(n, *shape)).astype(np.float32),
         f"uniform random [0, 1), seed {seed}",
     )
-
-
-make_module_callable(__name__, verify)
