@@ -21,7 +21,7 @@ from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import HwGraph
 from qnet.hw.lstm import LSTM
 from qnet.hw.options import BuildOptions
-from qnet.hw.simulator import simulate
+from qnet.hw.simulator import simulate, simulate_iter
 
 __all__ = [
     "FixedType",
@@ -30,6 +30,7 @@ __all__ = [
     "HwGraph",
     "LSTM",
     "simulate",
+    "simulate_iter",
     "estimate",
     "load_board",
     "BuildOptions",

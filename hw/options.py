@@ -182,6 +182,31 @@ class BuildOptions:
         if unknown:
             raise ConfigError(f"reuse factor given for unknown layer(s) {', '.join(unknown)}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields (the board as given: name or path; a Board as its name)."""
+        board = self.board.name if isinstance(self.board, Board) else str(self.board)
+        rf = self.reuse_factor
+        return {
+            "board": board,
+            "io_type": self.io_type,
+            "reuse_factor": dict(rf) if isinstance(rf, Mapping) else int(rf),
+            "strategy": self.strategy,
+            "clock_mhz": self.clock_mhz,
+            "clock_period_ns": self.clock_period_ns,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuildOptions:
+        """Inverse of :meth:`to_dict` (absent fields take their defaults; unknown keys and bad
+        values raise :class:`ConfigError`)."""
+        known = {"board", "io_type", "reuse_factor", "strategy", "clock_mhz", "clock_period_ns"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown build option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**{k: v for k, v in data.items() if v is not None})
+
 
 def _check_reuse_factor(value: Any) -> ReuseFactor:
     if isinstance(value, Mapping):

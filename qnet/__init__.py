@@ -28,6 +28,7 @@ __all__ = [
     "__version__",
     "lower",
     "simulate",
+    "simulate_iter",
     "estimate",
     "verify",
     "to_hls4ml",
@@ -52,6 +53,7 @@ __all__ = [
 _LAZY = {
     "lower": "qnet.lowering",
     "simulate": "qnet.hw.simulator",
+    "simulate_iter": "qnet.hw.simulator",
     "estimate": "qnet.hw.estimator",
     "verify": "qnet.verification",
     "to_hls4ml": "qnet.export.hls",

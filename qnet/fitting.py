@@ -20,8 +20,10 @@ The rows of every (layer, reuse factor) are computed with as many estimator call
 longest list of valid reuse factors; the scan over ``T`` then only adds rows. The chosen
 configuration is estimated once more as a whole, and that estimate is what is reported.
 
-The result serialises to a JSON file (:meth:`FitResult.write`) that ``qnet export``,
-``qnet verify`` and ``qnet estimate`` read with ``--config`` (:func:`load_build_config`).
+The result serialises to a JSON file (:meth:`FitResult.write`: a format tag, the fields of
+the chosen :class:`~qnet.hw.options.BuildOptions`, and a ``fit`` record of the estimate) that
+``qnet export``, ``qnet verify`` and ``qnet estimate`` read with ``--config``
+(:func:`load_build_config`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ __all__ = [
 DEFAULT_MARGIN = 0.2
 #: ``format`` field of a build-configuration file.
 CONFIG_FORMAT = "qnet-build-config/1"
-_OPTION_KEYS = ("board", "io_type", "strategy", "reuse_factor", "clock_mhz")
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,10 @@ class FitResult:
     fits : bool
         The design fits the board within the margin (and reaches the target throughput, when
         one was given).
-    options : dict
-        ``board``, ``io_type``, ``strategy``, ``reuse_factor`` (per layer), ``clock_mhz``.
+    build_options : qnet.hw.options.BuildOptions
+        The chosen board, io_type, strategy, per-layer reuse factors and clock.
     estimate : qnet.hw.estimator.Estimate
-        Whole-design estimate of ``options``.
+        Whole-design estimate of ``build_options``.
     margin : float
     target_throughput : float or None
     message : str
@@ -78,7 +79,7 @@ class FitResult:
     """
 
     fits: bool
-    options: dict[str, Any]
+    build_options: Any
     estimate: Any
     margin: float
     target_throughput: float | None
@@ -87,16 +88,22 @@ class FitResult:
     alternatives: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     @property
+    def options(self) -> dict[str, Any]:
+        """``build_options`` as a plain dict (:meth:`BuildOptions.to_dict`)."""
+        return dict(self.build_options.to_dict())
+
+    @property
     def peak_utilisation(self) -> float:
         """Largest utilisation over the board's resources, in percent."""
         return max(self.estimate.utilisation.values(), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        """The build-configuration file's content (options first, then the fit record)."""
+        """The build-configuration file's content: the format tag, the
+        :class:`~qnet.hw.options.BuildOptions` fields, then the fit record."""
         est = self.estimate
         return {
             "format": CONFIG_FORMAT,
-            **self.options,
+            **self.build_options.to_dict(),
             "fit": {
                 "fits": self.fits,
                 "margin": self.margin,
@@ -274,7 +281,7 @@ def fit(
     """
     from qnet.hw.boards import load_board
     from qnet.hw.estimator import estimate
-    from qnet.hw.options import IO_TYPES, STRATEGIES, valid_reuse_factors
+    from qnet.hw.options import IO_TYPES, STRATEGIES, BuildOptions, valid_reuse_factors
 
     board_obj = load_board(board)
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
@@ -368,13 +375,15 @@ def fit(
             else min(best_per_pair, key=lambda p: (p.ratio, p.ii))
         )
     est = estimates[id(chosen)]
-    opts = {
-        "board": board_obj.name,
-        "io_type": chosen.io_type,
-        "strategy": chosen.strategy,
-        "reuse_factor": dict(chosen.reuse),
-        "clock_mhz": clock,
-    }
+    opts = BuildOptions(
+        board=str(Path(str(board)).resolve())
+        if Path(str(board)).suffix == ".toml"
+        else board_obj.name,
+        io_type=chosen.io_type,
+        reuse_factor=dict(chosen.reuse),
+        strategy=chosen.strategy,
+        clock_mhz=clock,
+    )
     alternatives = tuple(
         {
             "io_type": p.io_type,
@@ -391,7 +400,7 @@ def fit(
     message = _message(bool(winners), chosen, est, board_obj.name, margin, target_throughput)
     return FitResult(
         fits=bool(winners),
-        options=opts,
+        build_options=opts,
         estimate=est,
         margin=float(margin),
         target_throughput=None if target_throughput is None else float(target_throughput),
@@ -435,20 +444,23 @@ def _message(
     )
 
 
-def load_build_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a build-configuration file (``qnet fit``'s output) into build options.
+def load_build_config(path: str | os.PathLike[str]) -> Any:
+    """Read a build-configuration file (``qnet fit``'s output) as build options.
 
     Returns
     -------
-    dict
-        ``board``, ``io_type``, ``strategy``, ``reuse_factor`` (int or per-layer dict),
-        ``clock_mhz`` (float or None); keys absent from the file are absent here.
+    qnet.hw.options.BuildOptions
+        Fields absent from the file take BuildOptions' defaults.
 
     Raises
     ------
     ConfigError
-        The file is missing, not JSON, of another format, or holds a bad field (named).
+        The file is missing, not JSON, of another format, or holds a bad field (the message
+        names the file and the field).
     """
+    from qnet.errors import QnetError
+    from qnet.hw.options import BuildOptions
+
     p = Path(path)
     try:
         data = json.loads(p.read_text())
@@ -462,27 +474,8 @@ def load_build_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"--config {p}: field 'format' is {found!r}, expected {CONFIG_FORMAT!r} "
             "(a file written by 'qnet fit')"
         )
-    out: dict[str, Any] = {}
-    for key in _OPTION_KEYS:
-        if key in data and data[key] is not None:
-            out[key] = data[key]
-    rf = out.get("reuse_factor")
-    if rf is not None:
-        good = (isinstance(rf, int) and not isinstance(rf, bool) and rf >= 1) or (
-            isinstance(rf, dict)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in rf.values())
-        )
-        if not good:
-            raise ConfigError(
-                f"--config {p}: field 'reuse_factor' must be a positive integer or "
-                f"{{layer: positive integer}}, got {rf!r}"
-            )
-    for key in ("board", "io_type", "strategy"):
-        if key in out and not isinstance(out[key], str):
-            raise ConfigError(f"--config {p}: field {key!r} must be a string, got {out[key]!r}")
-    if "clock_mhz" in out:
-        clock = out["clock_mhz"]
-        if isinstance(clock, bool) or not isinstance(clock, int | float) or not clock > 0:
-            raise ConfigError(f"--config {p}: field 'clock_mhz' must be > 0, got {clock!r}")
-        out["clock_mhz"] = float(clock)
-    return out
+    fields = {k: v for k, v in data.items() if k not in ("format", "fit")}
+    try:
+        return BuildOptions.from_dict(fields)
+    except QnetError as exc:
+        raise type(exc)(f"--config {p}: {exc}") from None

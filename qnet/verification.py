@@ -552,11 +552,24 @@ def verification_inputs(spec: str | Path, n: int, seed: int = 0) -> tuple[Any, n
     ckpt = source.checkpoint
     if ckpt is not None and getattr(ckpt, "data_spec", None):
         try:
-            from qnet.data import load_dataset
+            from qnet.data import open_split
 
-            data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
-            parts = [p for p in (data.x_test, data.x_val, data.x_train) if p is not None]
-            x = np.concatenate(parts)[:n].astype(np.float32)
+            # Streamed (an .npz is memory-mapped): only the n samples used are read.
+            parts: list[np.ndarray] = []
+            need = n
+            for split in ("test", "val", "train"):
+                try:
+                    stream = open_split(ckpt.data_spec, ckpt.config.kind, split, seed=0)
+                except QnetError:
+                    if split == "test":
+                        raise
+                    continue  # no validation split
+                for xb, _ in stream.batches(need, stop=need):
+                    parts.append(xb)
+                    need -= len(xb)
+                if need <= 0:
+                    break
+            x = np.concatenate(parts).astype(np.float32)
             return source, x, f"data set {ckpt.data_spec!r}"
         except QnetError:
             pass

@@ -332,3 +332,31 @@ def test_keyboard_interrupt_then_resume(work: Path) -> None:
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == done + 2
+
+
+# ------------------------------------------------------------------------------ simulate
+def test_simulate_streams_an_npz(ckpt: Path, work: Path) -> None:
+    """``qnet simulate`` on an uncompressed .npz: memory-mapped, small batches and chunks,
+    every output equal to Brevitas'; a NaN sample is refused with its index."""
+    rng = np.random.default_rng(5)
+    arrays = {
+        "x_train": rng.uniform(0, 16, (60, 8, 8)).astype(np.float32),
+        "y_train": np.arange(60) % 10,
+        "x_test": rng.uniform(-2, 18, (301, 8, 8)).astype(np.float32),
+        "y_test": np.arange(301) % 10,
+    }
+    path = write_npz(work / "stream.npz", **arrays)
+    result = run("simulate", ckpt, "--data", path, "--batch-size", "64", "--memory-mb", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "301 samples" in result.stdout
+    assert "exact outputs:      3010 / 3010" in result.stdout, result.stdout
+    quick = run("simulate", ckpt, "--data", path, "--no-brevitas")
+    assert quick.returncode == 0 and "brevitas" not in quick.stdout.lower(), quick.stdout
+    arrays["x_test"][200, 3, 1] = np.inf
+    bad = write_npz(work / "stream_bad.npz", **arrays)
+    assert_refused(
+        run("simulate", ckpt, "--data", bad, "--batch-size", "64"),
+        "stream_bad.npz",
+        "x_test",
+        "200",
+    )

@@ -136,20 +136,28 @@ def test_config_file_round_trip_and_errors(tmp_path: Path) -> None:
     result = fit(graph, "pynq-z2", target_throughput=1e6)
     path = result.write(tmp_path / "fit.json")
     opts = load_build_config(path)
-    assert opts == {**result.options, "clock_mhz": 100.0}
+    assert opts == result.build_options and opts.to_dict() == result.options
+    assert opts.clock_mhz == 100.0 and opts.per_layer_reuse == result.options["reuse_factor"]
     data = json.loads(path.read_text())
     assert data["fit"]["fits"] is True and data["fit"]["margin"] == 0.2
+    # fit.json is a BuildOptions serialisation plus the record
+    from qnet.hw.options import BuildOptions
+
+    assert BuildOptions.from_dict({k: data[k] for k in opts.to_dict()}) == opts
     bad = tmp_path / "bad.json"
     for text, match in (
         ("{", "not a JSON"),
         ('{"format": "other"}', "format"),
-        ('{"format": "qnet-build-config/1", "reuse_factor": {"fc0": 0}}', "reuse_factor"),
-        ('{"format": "qnet-build-config/1", "clock_mhz": "fast"}', "clock_mhz"),
+        ('{"format": "qnet-build-config/1", "reuse_factor": {"fc0": 0}}', "reuse factor \\(fc0\\)"),
+        ('{"format": "qnet-build-config/1", "clock_mhz": "fast"}', "clock"),
         ('{"format": "qnet-build-config/1", "board": 3}', "board"),
+        ('{"format": "qnet-build-config/1", "io_typ": "io_stream"}', "io_typ"),
+        ('{"format": "qnet-build-config/1", "strategy": "fast"}', "strategy"),
     ):
         bad.write_text(text)
-        with pytest.raises(ConfigError, match=match):
+        with pytest.raises(ConfigError, match=match) as exc:
             load_build_config(bad)
+        assert "bad.json" in str(exc.value)
     with pytest.raises(ConfigError, match="no such file"):
         load_build_config(tmp_path / "missing.json")
 
@@ -178,7 +186,7 @@ def test_cli_fit_then_estimate_with_config(tmp_path: Path, capsys) -> None:
         "--out",
         str(out),
     )
-    opts = load_build_config(out)
+    opts = load_build_config(out).to_dict()
     assert code == 0 and max(opts["reuse_factor"].values()) > 1
     capsys.readouterr()
     assert _cli("estimate", str(graph_path), "--config", str(out), "--json") == 0

@@ -131,3 +131,20 @@ def test_search_on_ray(tmp_path: Path) -> None:
         )
     assert len(res.rows) == 4 and all(r["state"] == "complete" for r in res.rows)
     assert res.pareto
+
+
+def test_search_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def qnet(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-c", "from qnet.cli import main; main()", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    out = tmp_path / "s"
+    common = ["search", "--model", "mlp", "--data", "digits", "--epochs", "1", "--out", str(out)]
+    bad = qnet(*common, "--trials", "1", "--workers", "2")
+    assert bad.returncode == 2 and "--executor ray" in bad.stderr and "Traceback" not in bad.stderr
+    ok = qnet(*common, "--trials", "1", "-q")
+    assert ok.returncode == 0, ok.stderr
+    assert "Pareto front" in ok.stdout and len(_rows(out / "trials.csv")) == 1

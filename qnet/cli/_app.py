@@ -85,7 +85,16 @@ def resolve_build_options(
 
     out: dict = dict(defaults or {})
     if config is not None:
-        out.update(load_build_config(config))
+        from_file = load_build_config(config)  # a validated BuildOptions
+        out.update(
+            {
+                k: v
+                for k, v in from_file.to_dict().items()
+                if v is not None and k != "clock_period_ns"
+            }
+        )
+        if from_file.clock_mhz is not None or from_file.clock_period_ns is not None:
+            out["clock_mhz"] = from_file.frequency_mhz
     given = {
         "board": board,
         "io_type": io_type,

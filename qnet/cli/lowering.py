@@ -42,19 +42,55 @@ def inspect_command(
 def simulate_command(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by qnet train."),
     data: str = typer.Option(
-        None, "--data", help="digits, digits-rows or PATH.npz (default: the training data)."
+        None,
+        "--data",
+        help="digits, digits-rows or PATH.npz (default: the training data). An uncompressed "
+        ".npz (np.savez) is memory-mapped and streamed, so it may be bigger than memory.",
     ),
     split: str = typer.Option("test", "--split", help="test, val or train."),
     seed: int = typer.Option(0, "--seed", help="Seed of the built-in data split."),
+    brevitas: bool = typer.Option(
+        True, "--brevitas/--no-brevitas", help="Also run Brevitas and count exact outputs."
+    ),
+    batch_size: int = typer.Option(
+        0, "--batch-size", help="Samples read per batch (0: sized from the model)."
+    ),
+    memory_mb: float = typer.Option(
+        0, "--memory-mb", help="Simulator working memory per chunk in MB (0: its default)."
+    ),
 ) -> None:
     """Simulator accuracy vs Brevitas accuracy on a data split, and the exact-match count."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from qnet.errors import ConfigError
     from qnet.evaluation import simulate_checkpoint
 
-    r = simulate_checkpoint(checkpoint, data, split, seed)
-    console.print(f"{r.split} split: {r.samples} samples")
+    if batch_size < 0 or memory_mb < 0:
+        raise ConfigError("--batch-size and --memory-mb must be >= 0")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("simulating", total=None)
+        r = simulate_checkpoint(
+            checkpoint,
+            data,
+            split,
+            seed,
+            batch_size=batch_size or None,
+            brevitas=brevitas,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            memory_budget=int(memory_mb * 2**20) or None,
+        )
+    console.print(f"{r.split} split: {r.samples} samples in {r.seconds:.1f} s")
     console.print(f"simulator accuracy: {r.simulator_accuracy:.4f}")
-    console.print(f"brevitas accuracy:  {r.brevitas_accuracy:.4f}")
-    console.print(f"exact outputs:      {r.exact_outputs} / {r.total_outputs}")
+    if r.brevitas_accuracy is not None:
+        console.print(f"brevitas accuracy:  {r.brevitas_accuracy:.4f}")
+        console.print(f"exact outputs:      {r.exact_outputs} / {r.total_outputs}")
     if r.float32_inexact:
         console.print(
             f"[yellow]Brevitas float32 not exact in: {', '.join(r.float32_inexact)}[/yellow]"
