@@ -798,7 +798,9 @@ def _address(mm: mmap.mmap) -> int:
     return int(np.frombuffer(mm, np.uint8).__array_interface__["data"][0])
 
 
-def open_split(spec: str, model_kind: str, split: str = "test", seed: int = 0) -> SplitStream:
+def open_split(
+    spec: str, model_kind: str, split: str = "test", seed: int = 0, *, minmax: bool = False
+) -> SplitStream:
     """A :class:`SplitStream` over ``split`` of ``spec`` (a built-in data set or an ``.npz``).
 
     For an uncompressed ``.npz`` the samples are memory-mapped (:func:`npz_member`): only
@@ -850,9 +852,12 @@ def open_split(spec: str, model_kind: str, split: str = "test", seed: int = 0) -
     if not hi > lo:
         raise DataError(f"{path}: x_train is constant ({lo}); nothing to learn")
     in_shape = _check_x(path, f"x_{split}", np.asarray(x[:1]), model_kind).shape[1:]
+    # .npz inputs are standardised inside the model now (raw values here); only checkpoints
+    # written before that expect min-max scaling to [0, 1]
+    scale, offset = (1.0 / (hi - lo), lo) if minmax else (1.0, 0.0)
     return SplitStream(
         x, y, str(path), split, model_kind, tuple(int(v) for v in in_shape), num_classes,
-        1.0 / (hi - lo), lo,
+        scale, offset,
     )  # fmt: skip
 
 
@@ -864,7 +869,8 @@ def checkpoint_stream(
     spec = data or ckpt.data_spec
     if not spec:
         raise DataError(f"{ckpt.path}: records no data set; pass --data")
-    stream = open_split(spec, ckpt.config.kind, split, seed)
+    method = dict(getattr(ckpt, "normalisation", {}) or {}).get("method")
+    stream = open_split(spec, ckpt.config.kind, split, seed, minmax=method in (None, "minmax"))
     if tuple(stream.in_shape) != tuple(ckpt.config.in_shape):
         raise DataError(
             f"--data {spec}: samples have shape {tuple(stream.in_shape)} but the "
