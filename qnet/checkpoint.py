@@ -51,6 +51,8 @@ class Checkpoint:
     qnet_version : str
     train_state : dict or None
         Optimizer and RNG state for ``--resume`` (None in a final export).
+    stats_state : dict
+        The model's quantiser statistics state (see :func:`stats_state`).
     """
 
     path: Path
@@ -61,6 +63,7 @@ class Checkpoint:
     normalisation: dict[str, Any]
     qnet_version: str
     train_state: dict[str, Any] | None = field(default=None)
+    stats_state: dict[str, Any] = field(default_factory=dict)
 
 
 def stats_state(model: Any) -> dict[str, dict[str, Any]]:
@@ -101,6 +104,8 @@ def save_checkpoint(
     data_spec: str = "",
     normalisation: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
+    model_state: dict[str, Any] | None = None,
+    model_stats: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temp file + ``os.replace``).
 
@@ -115,6 +120,9 @@ def save_checkpoint(
         Plain data (numbers, strings, lists, dicts, tensors).
     data_spec : str
         The data set the model was trained on.
+    model_state, model_stats : dict, optional
+        Weights (a state dict) and quantiser statistics to store instead of ``model``'s own
+        (training keeps the best epoch's model while it continues from the last one).
 
     Returns
     -------
@@ -130,8 +138,11 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "qnet_version": __version__,
         "config": _plain(config.to_dict()),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "stats_state": stats_state(model),
+        "state_dict": {
+            k: v.detach().cpu().clone()
+            for k, v in (model.state_dict() if model_state is None else model_state).items()
+        },
+        "stats_state": _cpu(stats_state(model) if model_stats is None else model_stats),
         "metrics": _plain(metrics or {}),
         "data_spec": str(data_spec),
         "normalisation": _plain(normalisation or {}),
@@ -213,6 +224,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         normalisation=dict(payload["normalisation"]),
         qnet_version=str(payload.get("qnet_version", "")),
         train_state=payload.get("train_state"),
+        stats_state=dict(payload["stats_state"]),
     )
 
 
@@ -225,6 +237,13 @@ def require_kind(ckpt: Checkpoint, kinds: str | tuple[str, ...] | list[str]) -> 
             f"{' or '.join(allowed)}"
         )
     return ckpt
+
+
+def _cpu(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {k: (v.detach().cpu().clone() if hasattr(v, "detach") else v) for k, v in e.items()}
+        for name, e in stats.items()
+    }
 
 
 def _plain(value: Any) -> Any:

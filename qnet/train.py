@@ -37,6 +37,11 @@ __all__ = [
     "train",
     "evaluate",
     "default_model_config",
+    "resolve_device",
+    "prepare",
+    "architecture_overrides",
+    "parse_sizes",
+    "ARCHITECTURE_OPTIONS",
     "CHECKPOINT_NAME",
     "NUM_THREADS",
 ]
@@ -78,6 +83,9 @@ class TrainConfig:
     label_smoothing : float
         Cross-entropy label smoothing in [0, 1).
     seed : int
+    early_stopping : int
+        Stop after this many epochs without a better validation accuracy (0: never; needs a
+        validation split).
     """
 
     optimizer: str = "adam"
@@ -92,6 +100,7 @@ class TrainConfig:
     noise_std: float = 0.03
     label_smoothing: float = 0.0
     seed: int = 0
+    early_stopping: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in _OPTIMIZERS:
@@ -128,6 +137,11 @@ class TrainConfig:
             raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        stop = self.early_stopping
+        if isinstance(stop, bool) or not isinstance(stop, int) or stop < 0:
+            raise ConfigError(
+                f"early-stopping must be a non-negative number of epochs, got {stop!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,10 @@ def default_model_config(
 ) -> ModelConfig:
     """The zoo's default architecture of ``kind`` for ``dataset``.
 
+    The input preprocessing follows the data set: standardised data (``.npz`` by default) make
+    a model that standardises inside its forward, with a signed input quantiser covering the
+    data set's power-of-two ``input_range``; digits keep the unsigned [0, 1) quantiser.
+
     Defaults per kind and bit width (any field can be overridden):
 
     - convnets: channels (16, 32), hidden (64,); with 2-bit weights or activations channels
@@ -165,29 +183,178 @@ def default_model_config(
         "w_bits": w_bits,
         "a_bits": a_bits,
         "in_bits": in_bits,
+        "standardize": dataset.input_norm == "standardize",
+        "in_signed": bool(dataset.input_signed),
+        "in_range": float(dataset.input_range),
     }
     if kind in ("convnet2d", "convnet1d") and min(w_bits, a_bits) <= 2:
         values["channels"] = (32, 64)
         values["hidden"] = (128,)
     if kind == "lstm":
         values["hidden"] = (32,)
-    values.update(overrides)
+    values.update({k: v for k, v in overrides.items() if v is not None})
     return ModelConfig(**values)
 
 
+#: Which architecture options apply to which model kind.
+ARCHITECTURE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "convnet2d": ("channels", "kernel_size", "hidden", "batchnorm", "dropout"),
+    "convnet1d": ("channels", "kernel_size", "hidden", "batchnorm", "dropout"),
+    "lstm": ("hidden", "dropout"),
+    "mlp": ("hidden", "dropout"),
+    "user": (),
+}
+
+
+def parse_sizes(text: str | None, option: str) -> tuple[int, ...] | None:
+    """``"16,32"`` -> ``(16, 32)`` (None stays None); :class:`ConfigError` naming ``option``."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(v < 1 for v in sizes):
+        raise ConfigError(
+            f"{option} {text!r}: give positive integers separated by commas (e.g. 16,32)"
+        )
+    return sizes
+
+
+def architecture_overrides(kind: str, **options: Any) -> dict[str, Any]:
+    """Check architecture options (None = not given) against ``kind`` and return those given.
+
+    Raises :class:`ConfigError` for an option that does not apply to ``kind`` (e.g.
+    ``--channels`` for an lstm, any of them for a user's own model) or an LSTM with more than
+    one hidden size.
+    """
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
+    allowed = ARCHITECTURE_OPTIONS.get(kind, ())
+    wrong = [k for k in given if k not in allowed]
+    if wrong:
+        names = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        what = (
+            "a user's own model defines its own architecture"
+            if kind == "user"
+            else f"{kind} takes only {', '.join('--' + a.replace('_', '-') for a in allowed)}"
+        )
+        raise ConfigError(f"{names} does not apply to --model {kind}: {what}")
+    if kind == "lstm" and "hidden" in given and len(given["hidden"]) != 1:
+        raise ConfigError(
+            f"--hidden {','.join(map(str, given['hidden']))}: lstm takes one hidden size "
+            "(one QuantLSTM layer), e.g. --hidden 64"
+        )
+    return given
+
+
+def prepare(
+    model: str,
+    data: str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    input_norm: str = "auto",
+    w_bits: int = 4,
+    a_bits: int = 4,
+    in_bits: int = 8,
+    **architecture: Any,
+) -> tuple[ModelConfig, Dataset]:
+    """The model config and data set of a ``qnet train`` run.
+
+    ``model`` is a zoo kind or a user's ``file.py:function`` (its data are laid out as its
+    example input and kept as they are unless ``input_norm`` says otherwise). ``architecture``
+    holds ``channels``, ``kernel_size``, ``hidden``, ``batchnorm``, ``dropout`` (None = the
+    default), checked by :func:`architecture_overrides`.
+    """
+    from qnet.data import load_dataset
+    from qnet.sources import is_user_model_spec
+
+    if is_user_model_spec(model):
+        architecture_overrides("user", **architecture)
+        from qnet.models.user import user_model_config
+
+        config, in_shape = user_model_config(model, 2)
+        dataset = load_dataset(
+            data,
+            "user",
+            seed=seed,
+            val_fraction=val_fraction,
+            input_norm=input_norm,
+            in_shape=in_shape,
+        )
+        from dataclasses import replace
+
+        config = replace(
+            config,
+            num_classes=dataset.num_classes,
+            standardize=dataset.input_norm == "standardize",
+        )
+        from qnet.models.user import build_user_model
+
+        build_user_model(config)  # checks the logits' shape against the data's classes
+        return config, dataset
+    # Validate the cheap options first, so a typo does not wait for the data.
+    ModelConfig(
+        kind=model, in_shape=(1,), num_classes=2, w_bits=w_bits, a_bits=a_bits, in_bits=in_bits
+    )
+    overrides = architecture_overrides(model, **architecture)
+    dataset = load_dataset(data, model, seed=seed, val_fraction=val_fraction, input_norm=input_norm)
+    config = default_model_config(
+        model, dataset, w_bits=w_bits, a_bits=a_bits, in_bits=in_bits, **overrides
+    )
+    return config, dataset
+
+
+def resolve_device(device: str = "auto") -> Any:
+    """``auto`` (a GPU when torch sees one, else the CPU), ``cpu`` or ``cuda[:N]`` ->
+    :class:`torch.device`; :class:`ConfigError` for anything else or a missing GPU."""
+    import torch
+
+    text = str(device).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {device}: torch sees no CUDA GPU on this machine; use --device cpu "
+                "or auto"
+            )
+        return torch.device(text)
+    raise ConfigError(f"--device {device!r} unknown; choose auto, cpu or cuda (cuda:N)")
+
+
+def _model_device(model: Any) -> Any:
+    import torch
+
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
 def evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    """Accuracy (a fraction) of ``model`` in eval mode on arrays ``x``, ``y``."""
+    """Accuracy (a fraction) of ``model`` in eval mode on arrays ``x``, ``y`` (on the model's
+    device)."""
     import torch
 
     was_training = model.training
     model.eval()
+    device = _model_device(model)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])))
-            correct += int((logits.argmax(1).numpy() == y[start : start + batch_size]).sum())
+            xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))
+            logits = _logits(model(xb.to(device)))
+            correct += int((logits.argmax(1).cpu().numpy() == y[start : start + batch_size]).sum())
     model.train(was_training)
     return correct / max(len(x), 1)
+
+
+def _logits(out: Any) -> Any:
+    """A model's output as a plain tensor (a user's model may return a QuantTensor)."""
+    value = getattr(out, "value", None)
+    return out if value is None else value
 
 
 def train(
@@ -200,13 +367,21 @@ def train(
     force: bool = False,
     quiet: bool = False,
     num_threads: int = NUM_THREADS,
+    device: str = "auto",
+    float_baseline: bool = False,
 ) -> TrainResult:
     """Train ``model_config`` on ``dataset`` and write checkpoint, metrics and curves.
+
+    With a validation split (``dataset.x_val``) the checkpoint kept is the epoch best on
+    validation accuracy (ties: the later epoch) and the test split is evaluated once, at the
+    end, on that model; without one, the last epoch is kept (and the curves show the test
+    accuracy per epoch).
 
     Parameters
     ----------
     model_config : ModelConfig
-        Its ``in_shape``/``num_classes`` must match ``dataset``.
+        Its ``in_shape``/``num_classes`` must match ``dataset``. Kind ``user`` trains the
+        Brevitas model a user's ``file.py:function`` returns.
     train_config : TrainConfig
     dataset : Dataset
     out_dir : path-like
@@ -220,6 +395,13 @@ def train(
     num_threads : int
         Torch threads while training. Results are bit-identical for a given seed and thread
         count; on a loaded machine 1 thread is much faster than 2 (spinning threads).
+    device : str
+        ``auto`` (a GPU when torch sees one), ``cpu`` or ``cuda``. The checkpoint is written
+        with CPU tensors either way.
+    float_baseline : bool
+        Also train the same architecture without quantisers, same recipe and seed (not
+        saved as a checkpoint; ``metrics.json`` gains ``float_baseline`` and
+        ``quantisation_cost``).
 
     Returns
     -------
@@ -233,6 +415,7 @@ def train(
 
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
         raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
+    dev = resolve_device(device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     if model_config.in_shape != dataset.in_shape:
@@ -244,6 +427,11 @@ def train(
         raise ConfigError(
             f"model num_classes {model_config.num_classes} != {dataset.num_classes} classes in {dataset.name!r}"
         )
+    if model_config.standardize and (dataset.mean is None or dataset.std is None):
+        raise ConfigError(
+            f"the model standardises its input but data {dataset.name!r} carries no "
+            "training statistics (load it with input_norm='standardize')"
+        )
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} exists and is not a folder")
     nonempty = out.is_dir() and any(out.iterdir())
@@ -253,7 +441,6 @@ def train(
         raise OutputExistsError(
             f"--out {out} is not empty; use --force to overwrite or --resume to continue training"
         )
-    out.mkdir(parents=True, exist_ok=True)
 
     augment = train_config.augment
     if augment is None:
@@ -264,11 +451,14 @@ def train(
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
+            model = _build(model_config, train_config, dataset)
+            out.mkdir(parents=True, exist_ok=True)
             return _train(
+                model,
                 model_config,
                 train_config,
                 dataset,
@@ -277,10 +467,27 @@ def train(
                 bool(augment),
                 resume and ckpt_path.exists(),
                 quiet,
+                dev,
+                float_baseline,
             )
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
+
+
+def _build(config: ModelConfig, cfg: TrainConfig, dataset: Dataset) -> Any:
+    """Seeded fresh model with the data set's standardisation statistics in its buffers."""
+    import torch
+
+    from qnet.models import build_model
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(config)
+    if config.standardize:
+        with torch.no_grad():
+            model.mean.copy_(torch.from_numpy(np.asarray(dataset.mean, dtype=np.float32)))
+            model.std.copy_(torch.from_numpy(np.asarray(dataset.std, dtype=np.float32)))
+    return model
 
 
 def _lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -335,7 +542,162 @@ def _augment(
     return (out + noise).clamp_(0.0, 1.0).contiguous()
 
 
+def _progress(quiet: bool, description: str, total: int, completed: int) -> tuple[Any, Any]:
+    if quiet:
+        return None, None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]train[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    progress.start()
+    task = progress.add_task(description, total=total, completed=completed, info="")
+    return progress, task
+
+
+def _cpu_state(model: Any) -> dict[str, Any]:
+    """A CPU copy of every weight, including Brevitas' runtime-statistics scales that have not
+    collected any statistics yet (Brevitas leaves those out of ``state_dict`` by default, and
+    then cannot load its own state: a float baseline never runs its quantisers)."""
+    from brevitas import config as brevitas_config
+
+    old = brevitas_config._FULL_STATE_DICT
+    brevitas_config._FULL_STATE_DICT = True
+    try:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    finally:
+        brevitas_config._FULL_STATE_DICT = old
+
+
+class _Loop:
+    """The epoch loop shared by the quantised run and its float baseline.
+
+    ``history`` gets ``loss``, ``train_accuracy`` (running, on augmented batches), ``lr``,
+    ``epoch_seconds`` (forward/backward/step time only) and ``val_accuracy`` (with a validation
+    split) or ``test_accuracy`` (without one) per epoch; ``best`` holds the epoch best on
+    validation (the last epoch without a validation split) and its weights.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        cfg: TrainConfig,
+        dataset: Dataset,
+        augment: bool,
+        device: Any,
+    ) -> None:
+        import torch
+
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.dataset = dataset
+        self.augment = augment
+        self.device = device
+        self.optimizer = _make_optimizer(self.model, cfg)
+        self.generator = torch.Generator().manual_seed(cfg.seed + 0x5EED)
+        self.has_val = dataset.x_val is not None
+        self.history: dict[str, list[float]] = {
+            "loss": [],
+            "train_accuracy": [],
+            "val_accuracy" if self.has_val else "test_accuracy": [],
+            "lr": [],
+            "epoch_seconds": [],
+        }
+        self.best: dict[str, Any] = {"epoch": 0, "val_accuracy": None, "state": None, "stats": {}}
+        self.epoch = 0
+        self.stopped_early = False
+
+    def run_epoch(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        from qnet.checkpoint import stats_state
+
+        cfg, model = self.cfg, self.model
+        x_train = torch.from_numpy(self.dataset.x_train)
+        y_train = torch.from_numpy(self.dataset.y_train)
+        n = len(x_train)
+        lr = _lr_at(cfg, self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        perm = torch.randperm(n, generator=self.generator)
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        t0 = time.perf_counter()
+        for b in range(math.ceil(n / cfg.batch_size)):
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if self.augment:
+                xb = _augment(
+                    xb,
+                    self.generator,
+                    self.dataset.image_hw,  # type: ignore[arg-type]
+                    cfg.shift_prob,
+                    cfg.noise_std,
+                )
+            xb, yb = xb.to(self.device), yb.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            logits = _logits(model(xb))
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        self.history["epoch_seconds"].append(time.perf_counter() - t0)
+        self.history["loss"].append(float(total_loss) / n)
+        self.history["train_accuracy"].append(int(correct) / n)
+        self.history["lr"].append(lr)
+        self.epoch += 1
+        if self.has_val:
+            acc = evaluate(model, self.dataset.x_val, self.dataset.y_val)  # type: ignore[arg-type]
+            self.history["val_accuracy"].append(acc)
+            improved = self.best["val_accuracy"] is None or acc >= self.best["val_accuracy"]
+        else:
+            self.history["test_accuracy"].append(
+                evaluate(model, self.dataset.x_test, self.dataset.y_test)
+            )
+            acc, improved = None, True
+        if improved:
+            self.best = {
+                "epoch": self.epoch,
+                "val_accuracy": acc,
+                "state": _cpu_state(model),
+                "stats": stats_state(model),
+            }
+        patience = cfg.early_stopping
+        if self.has_val and patience and self.epoch - int(self.best["epoch"]) >= patience:
+            self.stopped_early = True
+
+    def restore_best(self) -> None:
+
+        if self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])
+            restore_stats_state(self.model, self.best["stats"])
+
+    def info(self) -> str:
+        key = "val_accuracy" if self.has_val else "test_accuracy"
+        return (
+            f"loss {self.history['loss'][-1]:.3f} acc {self.history['train_accuracy'][-1]:.3f} "
+            f"{key.split('_')[0]} {self.history[key][-1]:.3f}"
+        )
+
+
 def _train(
+    model: Any,
     model_config: ModelConfig,
     cfg: TrainConfig,
     dataset: Dataset,
@@ -344,26 +706,15 @@ def _train(
     augment: bool,
     resume: bool,
     quiet: bool,
+    device: Any,
+    float_baseline: bool,
 ) -> TrainResult:
     import torch
-    import torch.nn.functional as F
 
-    from qnet.models import build_model
+    from qnet.checkpoint import stats_state
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_config)
-    optimizer = _make_optimizer(model, cfg)
-    generator = torch.Generator().manual_seed(cfg.seed + 0x5EED)
-    history: dict[str, list[float]] = {
-        "loss": [],
-        "train_accuracy": [],
-        "test_accuracy": [],
-        "lr": [],
-    }
-    if dataset.x_val is not None:
-        history["val_accuracy"] = []
-    start_epoch, seconds_before = 0, 0.0
-
+    loop = _Loop(model, cfg, dataset, augment, device)
+    seconds_before = 0.0
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         state = ckpt.train_state
@@ -383,144 +734,149 @@ def _train(
             raise CheckpointError(
                 f"{ckpt_path}: --resume with different training settings {differ}; only --epochs may change"
             )
-        model.load_state_dict(ckpt.model.state_dict())
-        restore_stats_state(model, state["stats_state_train"])
-        optimizer.load_state_dict(state["optimizer"])
+        # the checkpoint's model is the best epoch; training continues from the last one
+        loop.model.load_state_dict(state.get("last_model", ckpt.model.state_dict()))
+        restore_stats_state(loop.model, state["stats_state_train"])
+        loop.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["generator"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch = int(state["epoch"])
+        loop.generator.set_state(state["generator"])
+        loop.history = {k: list(v) for k, v in state["history"].items()}
+        loop.epoch = int(state["epoch"])
+        best_epoch = int(state.get("best_epoch", loop.epoch))
+        loop.best = {
+            "epoch": best_epoch,
+            "val_accuracy": state.get("best_val_accuracy"),
+            "state": _cpu_state(ckpt.model),
+            "stats": dict(ckpt.stats_state),
+        }
         seconds_before = float(state["seconds"])
 
-    def resume_state(epoch: int, seconds: float) -> dict[str, Any]:
-        """Everything --resume needs to continue bit-identically after ``epoch``."""
+    def resume_state(seconds: float) -> dict[str, Any]:
+        """Everything --resume needs to continue bit-identically after the last epoch."""
         return {
-            "epoch": epoch,
+            "epoch": loop.epoch,
             "seconds": seconds,
             "train_config": asdict(cfg),
-            "optimizer": optimizer.state_dict(),
+            "optimizer": _cpu_tree(loop.optimizer.state_dict()),
             "torch_rng": torch.get_rng_state(),
-            "generator": generator.get_state(),
-            "history": history,
-            "stats_state_train": stats_state(model),
+            "generator": loop.generator.get_state(),
+            "history": loop.history,
+            "last_model": _cpu_state(loop.model),
+            "stats_state_train": stats_state(loop.model),
+            "best_epoch": int(loop.best["epoch"]),
+            "best_val_accuracy": loop.best["val_accuracy"],
             "augment": augment,
         }
 
-    x_train = torch.from_numpy(dataset.x_train)
-    y_train = torch.from_numpy(dataset.y_train)
-    n = len(x_train)
-    num_batches = math.ceil(n / cfg.batch_size)
+    def save(metrics: dict[str, Any], seconds: float) -> None:
+        save_checkpoint(
+            ckpt_path,
+            loop.model,
+            model_config,
+            metrics=metrics,
+            data_spec=dataset.name,
+            normalisation=dataset.normalisation,
+            train_state=resume_state(seconds),
+            model_state=loop.best["state"],
+            model_stats=loop.best["stats"],
+        )
+
+    label = "user model" if model_config.kind == "user" else model_config.kind
+    progress, task = _progress(
+        quiet, f"{label} w{model_config.w_bits}a{model_config.a_bits}", cfg.epochs, loop.epoch
+    )
     t0 = time.perf_counter()
-    epoch = start_epoch
-
-    progress = None
-    if not quiet:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        progress = Progress(
-            TextColumn("[bold]train[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        progress.start()
-        task = progress.add_task(
-            f"{model_config.kind} w{model_config.w_bits}a{model_config.a_bits}",
-            total=cfg.epochs,
-            completed=start_epoch,
-            info="",
-        )
-
+    start_epoch = loop.epoch
     try:
-        from qnet.checkpoint import stats_state
-
-        for epoch in range(start_epoch, cfg.epochs):
-            lr = _lr_at(cfg, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
-            perm = torch.randperm(n, generator=generator)
-            total_loss, correct = 0.0, 0
-            for b in range(num_batches):
-                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                xb, yb = x_train[idx], y_train[idx]
-                if augment:
-                    xb = _augment(
-                        xb,
-                        generator,
-                        dataset.image_hw,  # type: ignore[arg-type]
-                        cfg.shift_prob,
-                        cfg.noise_std,
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-                loss.backward()
-                optimizer.step()
-                total_loss += float(loss.detach()) * len(idx)
-                correct += int((logits.detach().argmax(1) == yb).sum())
-            history["loss"].append(total_loss / n)
-            history["train_accuracy"].append(correct / n)
-            history["lr"].append(lr)
-            history["test_accuracy"].append(evaluate(model, dataset.x_test, dataset.y_test))
-            if dataset.x_val is not None:
-                history["val_accuracy"].append(evaluate(model, dataset.x_val, dataset.y_val))  # type: ignore[arg-type]
-            train_state = resume_state(epoch + 1, seconds_before + time.perf_counter() - t0)
-            save_checkpoint(
-                ckpt_path,
-                model,
-                model_config,
-                metrics={"epochs": epoch + 1, "test_accuracy": history["test_accuracy"][-1]},
-                data_spec=dataset.name,
-                normalisation=dataset.normalisation,
-                train_state=train_state,
+        while loop.epoch < cfg.epochs and not loop.stopped_early:
+            loop.run_epoch()
+            save(
+                {"epochs": loop.epoch, "best_epoch": int(loop.best["epoch"])},
+                seconds_before + time.perf_counter() - t0,
             )
             if progress is not None:
-                progress.update(
-                    task,
-                    advance=1,
-                    info=f"loss {history['loss'][-1]:.3f} acc {history['train_accuracy'][-1]:.3f} "
-                    f"test {history['test_accuracy'][-1]:.3f}",
-                )
+                progress.update(task, advance=1, info=loop.info())
     except KeyboardInterrupt:
         if progress is not None:
             progress.stop()
         done = (
             "no complete epoch yet"
-            if epoch == start_epoch and start_epoch == 0
-            else f"{CHECKPOINT_NAME} holds epoch {epoch}"
+            if loop.epoch == start_epoch and start_epoch == 0
+            else f"{CHECKPOINT_NAME} holds epoch {loop.epoch} (its model: the best of those "
+            "epochs on validation)"
         )
         raise TrainingInterrupted(
-            f"training interrupted during epoch {epoch + 1}/{cfg.epochs}; {done} in {out}; "
+            f"training interrupted during epoch {loop.epoch + 1}/{cfg.epochs}; {done} in {out}; "
             "continue with --resume"
         ) from None
     if progress is not None:
         progress.stop()
-
     seconds = seconds_before + time.perf_counter() - t0
-    test_acc = evaluate(model, dataset.x_test, dataset.y_test)
-    train_acc = evaluate(model, dataset.x_train, dataset.y_train)
+    last_state = _cpu_state(loop.model)
+    last_stats = stats_state(loop.model)
+    loop.restore_best()
+    metrics = _final_metrics(loop, model_config, cfg, dataset, augment, seconds)
+    if float_baseline:
+        metrics["float_baseline"] = _float_baseline(
+            model_config, cfg, dataset, augment, device, quiet
+        )
+        metrics["quantisation_cost"] = (
+            metrics["float_baseline"]["test_accuracy"] - metrics["test_accuracy"]
+        )
+    # the resume state continues from the last epoch, the checkpoint's model is the best one
+    best_state, best_stats = loop.best["state"], loop.best["stats"]
+    loop.model.load_state_dict(last_state)
+    restore_stats_state(loop.model, last_stats)
+    loop.best["state"], loop.best["stats"] = best_state, best_stats
+    save({k: v for k, v in metrics.items() if k != "history"}, seconds)
+    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    title = f"{label} w{model_config.w_bits}a{model_config.a_bits} on {dataset.name}"
+    _plot(loop.history, out / "training.png", title)
+    loop.restore_best()
+    loop.model.to("cpu").eval()
+    return TrainResult(checkpoint_path=ckpt_path, metrics=metrics)
+
+
+def _cpu_tree(value: Any) -> Any:
+    """An optimizer state dict with every tensor on the CPU (checkpoints load anywhere)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _cpu_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu_tree(v) for v in value]
+    return value
+
+
+def _final_metrics(
+    loop: _Loop,
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    dataset: Dataset,
+    augment: bool,
+    seconds: float,
+) -> dict[str, Any]:
     from qnet import __version__
 
+    model = loop.model
+    epoch_seconds = loop.history.get("epoch_seconds", [])
     metrics: dict[str, Any] = {
-        "test_accuracy": test_acc,
-        "train_accuracy": train_acc,
-        "epochs": cfg.epochs,
+        "test_accuracy": evaluate(model, dataset.x_test, dataset.y_test),
+        "train_accuracy": evaluate(model, dataset.x_train, dataset.y_train),
+        "epochs": loop.epoch,
+        "best_epoch": int(loop.best["epoch"]),
+        "stopped_early": loop.stopped_early,
         "seconds": round(seconds, 3),
-        "final_loss": history["loss"][-1] if history["loss"] else None,
+        "seconds_per_epoch": round(sum(epoch_seconds) / max(len(epoch_seconds), 1), 4),
+        "final_loss": loop.history["loss"][-1] if loop.history["loss"] else None,
         "data": dataset.name,
         "num_train": int(len(dataset.x_train)),
+        "num_val": int(len(dataset.x_val)) if dataset.x_val is not None else 0,
         "num_test": int(len(dataset.x_test)),
+        "val_fraction": dataset.val_fraction,
+        "input_norm": dataset.input_norm,
         "augment": augment,
         "model_config": {
             k: list(v) if isinstance(v, tuple) else v for k, v in model_config.to_dict().items()
@@ -528,29 +884,51 @@ def _train(
         "train_config": asdict(cfg),
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "qnet_version": __version__,
-        "history": history,
+        "history": loop.history,
     }
     if dataset.x_val is not None:
         metrics["val_accuracy"] = evaluate(model, dataset.x_val, dataset.y_val)  # type: ignore[arg-type]
-    state = None
-    if cfg.epochs > 0:
-        state = resume_state(cfg.epochs, seconds)
-    save_checkpoint(
-        ckpt_path,
-        model,
-        model_config,
-        metrics={k: v for k, v in metrics.items() if k != "history"},
-        data_spec=dataset.name,
-        normalisation=dataset.normalisation,
-        train_state=state,
-    )
-    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    _plot(
-        history,
-        out / "training.png",
-        f"{model_config.kind} w{model_config.w_bits}a{model_config.a_bits} on {dataset.name}",
-    )
-    return TrainResult(checkpoint_path=ckpt_path, metrics=metrics)
+    return metrics
+
+
+def _float_baseline(
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    dataset: Dataset,
+    augment: bool,
+    device: Any,
+    quiet: bool,
+) -> dict[str, Any]:
+    """The same architecture without quantisers, same recipe, seed and model selection."""
+    from dataclasses import replace
+
+    float_config = replace(model_config, quantize=False)
+    loop = _Loop(_build(float_config, cfg, dataset), cfg, dataset, augment, device)
+    progress, task = _progress(quiet, f"{model_config.kind} float baseline", cfg.epochs, 0)
+    t0 = time.perf_counter()
+    try:
+        while loop.epoch < cfg.epochs and not loop.stopped_early:
+            loop.run_epoch()
+            if progress is not None:
+                progress.update(task, advance=1, info=loop.info())
+    finally:
+        if progress is not None:
+            progress.stop()
+    seconds = time.perf_counter() - t0
+    loop.restore_best()
+    epoch_seconds = loop.history["epoch_seconds"]
+    result: dict[str, Any] = {
+        "test_accuracy": evaluate(loop.model, dataset.x_test, dataset.y_test),
+        "train_accuracy": evaluate(loop.model, dataset.x_train, dataset.y_train),
+        "best_epoch": int(loop.best["epoch"]),
+        "epochs": loop.epoch,
+        "seconds": round(seconds, 3),
+        "seconds_per_epoch": round(sum(epoch_seconds) / max(len(epoch_seconds), 1), 4),
+        "history": loop.history,
+    }
+    if dataset.x_val is not None:
+        result["val_accuracy"] = evaluate(loop.model, dataset.x_val, dataset.y_val)  # type: ignore[arg-type]
+    return result
 
 
 def _plot(history: dict[str, list[float]], path: Path, title: str) -> None:

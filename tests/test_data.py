@@ -32,9 +32,12 @@ def _save(tmp_path, arrays, name="d.npz"):
 def test_digits_layouts(kind, shape):
     d = load_dataset("digits", kind, seed=0)
     assert d.in_shape == shape
-    assert d.x_train.shape == (1437, *shape) and d.x_test.shape == (360, *shape)
+    # 10 % of the 1437 training images are carved out for validation
+    assert d.x_train.shape == (1293, *shape) and d.x_val.shape == (144, *shape)
+    assert d.x_test.shape == (360, *shape)
     assert d.x_train.dtype == np.float32
     assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0
+    assert d.input_norm == "none" and not d.input_signed and d.input_range == 1.0
     assert d.num_classes == 10
     # pixel / 16: every value lies on the 1/16 grid
     np.testing.assert_array_equal(d.x_train * 16, np.round(d.x_train * 16))
@@ -65,10 +68,22 @@ def test_npz_layouts_and_normalisation(tmp_path):
     arrays = _arrays()
     arrays["x_train"] = arrays["x_train"] * 10 - 5
     path = _save(tmp_path, arrays)
-    d = load_dataset(path, "convnet2d")
+    d = load_dataset(path, "convnet2d", val_fraction=0)
     assert d.in_shape == (1, 8, 8) and d.num_classes == 3
-    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0
-    np.testing.assert_allclose(d.normalise(arrays["x_test"])[:, None], d.x_test, rtol=0, atol=1e-6)
+    # standardised inside the model: the arrays stay raw, the statistics come with them
+    assert d.input_norm == "standardize" and d.input_signed
+    np.testing.assert_array_equal(d.x_test[:, 0], arrays["x_test"].astype(np.float32))
+    assert d.mean.shape == (1, 1, 1) and d.std.shape == (1, 1, 1)
+    np.testing.assert_allclose(d.mean.item(), arrays["x_train"].mean(), rtol=1e-6)
+    np.testing.assert_allclose(d.std.item(), arrays["x_train"].std(), rtol=1e-6)
+    z = (d.x_train - d.mean) / d.std
+    r = d.input_range  # the power of two just covering the 99.9th percentile of |z|
+    assert r == 2 ** np.ceil(np.log2(np.percentile(np.abs(z), 99.9))) and r / 2 < np.abs(z).max()
+    mm = load_dataset(path, "convnet2d", input_norm="minmax", val_fraction=0)
+    assert mm.x_train.min() == 0.0 and mm.x_train.max() == 1.0 and not mm.input_signed
+    np.testing.assert_allclose(
+        mm.normalise(arrays["x_test"])[:, None], mm.x_test, rtol=0, atol=1e-6
+    )
     assert load_dataset(path, "lstm").in_shape == (8, 8)
     assert load_dataset(path, "convnet1d").in_shape == (8, 8)
     assert load_dataset(path, "mlp").in_shape == (64,)
@@ -83,6 +98,56 @@ def test_npz_validation_split(tmp_path):
     arrays["y_val"] = arrays["y_test"][:4]
     d = load_dataset(_save(tmp_path, arrays), "mlp")
     assert d.x_val.shape == (4, 64) and d.y_val.tolist() == arrays["y_val"].tolist()
+    assert d.x_train.shape == (20, 64) and d.val_fraction is None  # the file's own: no carving
+
+
+def test_val_fraction_carves_training_data(tmp_path):
+    arrays = _arrays(n_train=40, shape=(6,))
+    path = _save(tmp_path, arrays)
+    d = load_dataset(path, "lstm", val_fraction=0.25, seed=3)
+    assert len(d.x_train) == 30 and len(d.x_val) == 10 and d.val_fraction == 0.25
+    both = np.concatenate([d.x_train, d.x_val])[:, :, 0]
+    # a partition of the training data: every sample exactly once, none of the test split
+    key = lambda a: sorted(map(tuple, np.round(a, 6)))  # noqa: E731
+    assert key(both) == key(arrays["x_train"].astype(np.float32))
+    assert sorted(np.bincount(d.y_val).tolist()) == [3, 3, 4]  # stratified
+    # statistics from what is left of the training split, not from the validation samples
+    np.testing.assert_allclose(d.mean[0, 0], d.x_train.mean(), rtol=1e-5)
+    again = load_dataset(path, "lstm", val_fraction=0.25, seed=3)
+    np.testing.assert_array_equal(again.x_val, d.x_val)
+    none = load_dataset(path, "lstm", val_fraction=0)
+    assert none.x_val is None and len(none.x_train) == 40
+    with pytest.raises(DataError, match="val-fraction"):
+        load_dataset(path, "lstm", val_fraction=1.0)
+    with pytest.raises(DataError, match="at least one"):
+        load_dataset(_save(tmp_path, _arrays(n_train=3, k=2), "tiny.npz"), "mlp", val_fraction=0.1)
+
+
+def test_standardisation_statistics_per_channel_and_feature(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 3, 7)) * np.array([1.0, 10.0, 0.1])[None, :, None] + 4
+    arrays = {"x_train": x, "y_train": np.arange(50) % 2, "x_test": x[:5], "y_test": np.zeros(5)}
+    path = _save(tmp_path, arrays)
+    conv = load_dataset(path, "convnet1d", val_fraction=0)  # channels = axis 1
+    assert conv.mean.shape == (3, 1)
+    np.testing.assert_allclose(conv.std[:, 0], x.std(axis=(0, 2)), rtol=1e-5)
+    lstm = load_dataset(path, "lstm", val_fraction=0)  # features = last axis
+    assert lstm.mean.shape == (1, 7)
+    np.testing.assert_allclose(lstm.mean[0], x.mean(axis=(0, 1)), rtol=1e-5)
+    arrays["x_train"] = np.where(np.arange(7) == 0, 1.0, x)  # a constant feature: std 1, not 0
+    const = load_dataset(_save(tmp_path, arrays, "c.npz"), "lstm", val_fraction=0)
+    # std 1 (times the range the lstm folds into std), not 0
+    np.testing.assert_allclose(const.std[0, 0] / const.std[0, 1], 1.0 / x[:, :, 1].std(), rtol=1e-5)
+
+
+def test_digits_seq_is_a_64_step_sequence():
+    d = load_dataset("digits-seq", "lstm", val_fraction=0)
+    rows = load_dataset("digits-rows", "lstm", val_fraction=0)
+    assert d.in_shape == (64, 1)
+    np.testing.assert_array_equal(d.x_train[:, :, 0], rows.x_train.reshape(len(rows.x_train), 64))
+    assert load_dataset("digits-seq", "convnet1d").in_shape == (1, 64)
+    with pytest.raises(DataError, match="digits-seq"):
+        load_dataset("digits-seq", "convnet2d")
 
 
 def _mutate(key, value):

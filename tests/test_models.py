@@ -118,3 +118,40 @@ def test_wrong_in_shape_rank_refused():
         build_model(ModelConfig("convnet2d", (8, 8), 10))
     with pytest.raises(ConfigError, match="one hidden size"):
         build_model(ModelConfig("lstm", (8, 8), 10, hidden=(8, 8)))
+
+
+@pytest.mark.parametrize("shape, hidden, bits", [((40, 1), 16, 4), ((8, 8), 12, 8), ((6, 3), 5, 2)])
+def test_fast_lstm_training_forward_equals_brevitas(shape, hidden, bits):
+    """The faster QuantLSTM training forward gives Brevitas' values bit for bit and the same
+    gradients (weights to float32 rounding; scales, sums with cancellation, to 1e-2 rel.)."""
+    from qnet.models._fast_lstm import supports
+
+    config = ModelConfig("lstm", shape, 10, w_bits=bits, a_bits=bits, hidden=(hidden,), dropout=0.0)
+    torch.manual_seed(0)
+    model = build_model(config)
+    assert supports(model.lstm)
+    with torch.no_grad():  # learned scales off their initial powers of two, different per gate
+        for name, p in model.named_parameters():
+            if "scaling_impl.value" in name:
+                p.add_(torch.randn_like(p) * 0.7)
+    model.train()
+    x = torch.randn(9, *shape) * 2
+    grads = []
+    outs = []
+    for fast in (True, False):
+        model.fast_training = fast
+        model.zero_grad()
+        out = model(x)
+        (out * torch.linspace(-1, 1, 10)).sum().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert torch.equal(outs[0], outs[1])
+    assert grads[0].keys() == grads[1].keys()
+    for name, want in grads[1].items():
+        got = grads[0][name]
+        tol = 1e-2 if "scaling_impl" in name else 1e-4
+        assert float((got - want).abs().max()) <= tol * float(want.abs().max()) + 1e-7, name
+    model.fast_training = True
+    model.eval()  # eval mode always runs Brevitas' own forward
+    with torch.no_grad():
+        assert torch.equal(model(x), outs[1])

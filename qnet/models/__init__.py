@@ -9,11 +9,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from qnet.models.config import MAX_BITS, MIN_BITS, MODEL_KINDS, ModelConfig
+from qnet.models.config import MAX_BITS, MIN_BITS, MODEL_KINDS, USER_KIND, ModelConfig
 
 __all__ = [
     "ModelConfig",
     "MODEL_KINDS",
+    "USER_KIND",
     "MIN_BITS",
     "MAX_BITS",
     "build_model",
@@ -45,12 +46,18 @@ def build_model(config: ModelConfig) -> Any:
     Parameters
     ----------
     config : ModelConfig
-        Kind, input shape, classes and bit widths.
+        Kind, input shape, classes and bit widths. Kind ``user`` calls the user's
+        ``config.source`` (``file.py:function``) and checks what it returns
+        (:func:`qnet.models.user.build_user_model`).
 
     Returns
     -------
     torch.nn.Module
-        ``ConvNet2d``, ``ConvNet1d``, ``LSTMNet`` or ``MLP``.
+        ``ConvNet2d``, ``ConvNet1d``, ``LSTMNet``, ``MLP`` or the user's model.
     """
+    if config.kind == USER_KIND:
+        from qnet.models.user import build_user_model
+
+        return build_user_model(config)
     cls = __getattr__(_CLASSES[config.kind])
     return cls(config)

@@ -33,6 +33,12 @@ __all__ = [
     "signed_range_quant",
     "unsigned_range_quant",
     "quant_linear",
+    "stats_shape",
+    "register_standardization",
+    "make_input_quant",
+    "make_relu",
+    "make_linear",
+    "make_conv",
 ]
 
 #: Training steps during which activation quantisers collect statistics before learning.
@@ -49,17 +55,28 @@ def bias_quant() -> Any:
     return Int16Bias
 
 
-def input_quant(bits: int) -> Any:
-    """Unsigned input quantiser with the constant scale 2**-bits: [0, 1 - 2**-bits].
+def input_quant(bits: int, signed: bool = False, limit: float = 1.0) -> Any:
+    """Input quantiser with a constant power-of-two scale.
 
-    Inputs are normalised to [0, 1] by :mod:`qnet.data`; 1.0 saturates to 1 - 2**-bits, which
-    keeps every value of a k/16 grid (digits) exact down to 4 bits but one.
+    Unsigned (default): ``[0, limit)``, scale ``limit * 2**-bits``; inputs normalised to
+    [0, 1] (digits: pixel / 16) saturate 1.0 to ``1 - 2**-bits``, which keeps every value of a
+    k/16 grid exact down to 4 bits but one. Signed: ``[-limit, limit)``, scale
+    ``limit * 2**-(bits - 1)``, for standardised inputs (``limit`` is chosen from the
+    training data by :mod:`qnet.data`).
     """
+    if signed:
+        return Int8ActPerTensorFixedPointMinMaxInit.let(
+            bit_width=bits,
+            min_val=-limit,
+            max_val=limit,
+            scaling_impl_type=ScalingImplType.CONST,
+            scaling_const=limit,
+        )
     return Uint8ActPerTensorFixedPointMaxInit.let(
         bit_width=bits,
-        max_val=1.0,
+        max_val=limit,
         scaling_impl_type=ScalingImplType.CONST,
-        scaling_const=1.0,
+        scaling_const=limit,
     )
 
 
@@ -88,6 +105,90 @@ def quant_linear(in_features: int, out_features: int, w_bits: int) -> Any:
         out_features,
         bias=True,
         weight_quant=weight_quant(w_bits),
+        bias_quant=bias_quant(),
+        return_quant_tensor=False,
+    )
+
+
+# ------------------------------------------------------------------ per-config layer builders
+# Each returns the quantised layer, or its plain float torch twin when ``config.quantize`` is
+# False (the float baseline: same architecture, no quantisers).
+
+
+def stats_shape(config: Any) -> tuple[int, ...]:
+    """Shape of the ``mean``/``std`` buffers: per channel (convnets), per feature (lstm, mlp),
+    broadcastable against a batch ``(N, *in_shape)``."""
+    shape = [1] * len(config.in_shape)
+    axis = len(shape) - 1 if config.kind == "lstm" else 0
+    shape[axis] = config.in_shape[axis]
+    return tuple(shape)
+
+
+def register_standardization(module: Any, config: Any) -> None:
+    """Give ``module`` float32 buffers ``mean`` (zeros) and ``std`` (ones) when
+    ``config.standardize``; :func:`qnet.train.train` fills them from the training split and
+    they are saved with the model's state."""
+    import torch
+
+    if config.standardize:
+        shape = stats_shape(config)
+        module.register_buffer("mean", torch.zeros(shape, dtype=torch.float32))
+        module.register_buffer("std", torch.ones(shape, dtype=torch.float32))
+
+
+def make_input_quant(config: Any) -> Any:
+    """The model's first quantiser (a QuantIdentity returning a QuantTensor)."""
+    from brevitas.nn import QuantIdentity
+    from torch import nn
+
+    if not config.quantize:
+        return nn.Identity()
+    return QuantIdentity(
+        input_quant(config.in_bits, config.in_signed, config.in_range), return_quant_tensor=True
+    )
+
+
+def make_relu(config: Any, bits: int | None = None) -> Any:
+    """QuantReLU with ``a_bits`` (or a float ReLU)."""
+    from brevitas.nn import QuantReLU
+    from torch import nn
+
+    if not config.quantize:
+        return nn.ReLU()
+    return QuantReLU(relu_quant(config.a_bits if bits is None else bits), return_quant_tensor=True)
+
+
+def make_linear(in_features: int, out_features: int, config: Any, bits: int | None = None) -> Any:
+    """:func:`quant_linear` with ``w_bits`` (or a float Linear)."""
+    from torch import nn
+
+    if not config.quantize:
+        return nn.Linear(in_features, out_features)
+    return quant_linear(in_features, out_features, config.w_bits if bits is None else bits)
+
+
+def make_conv(
+    dims: int,
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    padding: int,
+    config: Any,
+    bits: int | None = None,
+) -> Any:
+    """Fixed-point QuantConv1d/2d with a quantised bias (or a float Conv)."""
+    from brevitas.nn import QuantConv1d, QuantConv2d
+    from torch import nn
+
+    if not config.quantize:
+        return (nn.Conv2d if dims == 2 else nn.Conv1d)(in_ch, out_ch, kernel, padding=padding)
+    return (QuantConv2d if dims == 2 else QuantConv1d)(
+        in_ch,
+        out_ch,
+        kernel,
+        padding=padding,
+        bias=True,
+        weight_quant=weight_quant(config.w_bits if bits is None else bits),
         bias_quant=bias_quant(),
         return_quant_tensor=False,
     )

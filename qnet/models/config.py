@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from qnet.errors import ConfigError
 
-__all__ = ["ModelConfig", "MODEL_KINDS", "MIN_BITS", "MAX_BITS"]
+__all__ = ["ModelConfig", "MODEL_KINDS", "USER_KIND", "MIN_BITS", "MAX_BITS"]
 
 MODEL_KINDS = ("convnet2d", "convnet1d", "lstm", "mlp")
+#: Kind of a user's own model (``file.py:function``) trained by ``qnet train``.
+USER_KIND = "user"
 MIN_BITS, MAX_BITS = 2, 8
 
 
@@ -39,6 +42,24 @@ class ModelConfig:
         BatchNorm between each conv and its QuantReLU.
     dropout : float
         Dropout probability before the last linear layer(s).
+    standardize : bool
+        The model standardises its input in its forward, before the input quantiser:
+        ``(x - mean) / std`` with float32 buffers ``mean``/``std`` (per channel for convnets,
+        per feature for lstm and mlp) that are part of the model's state (set by
+        :func:`qnet.train.train` from the training split).
+    in_signed : bool
+        Signed input quantiser (``[-in_range, in_range)``) instead of unsigned
+        (``[0, in_range)``).
+    in_range : float
+        Power of two: the input quantiser's range (its scale is ``in_range / 2**(in_bits - 1)``
+        signed, ``in_range / 2**in_bits`` unsigned).
+    quantize : bool
+        False builds the same architecture from plain float torch layers (the float baseline);
+        the bit widths are then ignored.
+    source : str
+        Kind ``user`` only: the ``file.py:function`` that returns the user's own Brevitas model
+        (``(model, example_input)``, as every command accepts); the zoo fields above other than
+        ``in_shape``, ``num_classes`` and ``standardize`` do not apply to it.
     layer_w_bits : tuple of int
         Per-layer weight bits (convnets, mlp): one per weighted layer in order (convs, hidden
         dense layers, classifier); empty: ``w_bits`` everywhere.
@@ -58,11 +79,21 @@ class ModelConfig:
     kernel_size: int = 3
     batchnorm: bool = False
     dropout: float = 0.2
+    standardize: bool = False
+    in_signed: bool = False
+    in_range: float = 1.0
+    quantize: bool = True
+    source: str = ""
     layer_w_bits: tuple[int, ...] = ()
     layer_a_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
+        if self.kind == USER_KIND:
+            if not self.source:
+                raise ConfigError("a user model config needs its source (file.py:function)")
+        elif self.source:
+            raise ConfigError(f"source {self.source!r} is only for kind {USER_KIND!r}")
+        if self.kind not in MODEL_KINDS and self.kind != USER_KIND:
             raise ConfigError(
                 f"unknown model {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}"
             )
@@ -86,6 +117,23 @@ class ModelConfig:
             raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int):
+            raise ConfigError(f"kernel-size must be a positive integer, got {self.kernel_size!r}")
+        if self.kernel_size < 1:
+            raise ConfigError(f"kernel-size must be a positive integer, got {self.kernel_size}")
+        for name in ("standardize", "in_signed", "batchnorm", "quantize"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        rng = self.in_range
+        if (
+            isinstance(rng, bool)
+            or not isinstance(rng, int | float)
+            or not math.isfinite(rng)
+            or rng <= 0
+            or math.log2(rng) != round(math.log2(rng))
+        ):
+            raise ConfigError(f"in_range must be a power of two (e.g. 1, 4, 8), got {rng!r}")
+        object.__setattr__(self, "in_range", float(rng))
         self._check_layer_bits()
 
     @property

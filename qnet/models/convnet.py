@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import torch
-from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantReLU
 from torch import nn
 
 from qnet.errors import ConfigError
-from qnet.models._quant import bias_quant, input_quant, quant_linear, relu_quant, weight_quant
+from qnet.models._quant import (
+    make_conv,
+    make_input_quant,
+    make_linear,
+    make_relu,
+    register_standardization,
+)
 from qnet.models.config import ModelConfig
 
 __all__ = ["ConvNet2d", "ConvNet1d"]
@@ -31,30 +36,24 @@ class _ConvNet(nn.Module):
                 f"got {config.in_shape}"
             )
         self.config = config
-        conv_cls = QuantConv2d if self._dims == 2 else QuantConv1d
+        register_standardization(self, config)
         bn_cls = nn.BatchNorm2d if self._dims == 2 else nn.BatchNorm1d
         pool_cls = nn.MaxPool2d if self._dims == 2 else nn.MaxPool1d
-        self.input_quant = QuantIdentity(input_quant(config.in_bits), return_quant_tensor=True)
+        self.input_quant = make_input_quant(config)
         layers: list[nn.Module] = []
         in_ch = config.in_shape[0]
         spatial = list(config.in_shape[1:])
         pad = config.kernel_size // 2
         for index, out_ch in enumerate(config.channels):
             layers.append(
-                conv_cls(
-                    in_ch,
-                    out_ch,
-                    config.kernel_size,
-                    padding=pad,
-                    bias=True,
-                    weight_quant=weight_quant(config.w_bits_at(index)),
-                    bias_quant=bias_quant(),
-                    return_quant_tensor=False,
+                make_conv(
+                    self._dims, in_ch, out_ch, config.kernel_size, pad, config,
+                    config.w_bits_at(index),
                 )
-            )
+            )  # fmt: skip
             if config.batchnorm:
                 layers.append(bn_cls(out_ch))
-            layers.append(QuantReLU(relu_quant(config.a_bits_at(index)), return_quant_tensor=True))
+            layers.append(make_relu(config, config.a_bits_at(index)))
             spatial = [s + 2 * pad - config.kernel_size + 1 for s in spatial]
             if min(spatial) >= 2:
                 layers.append(pool_cls(2))
@@ -71,17 +70,19 @@ class _ConvNet(nn.Module):
         index = len(config.channels)
         for width in config.hidden:
             head += [
-                quant_linear(flat, width, config.w_bits_at(index)),
-                QuantReLU(relu_quant(config.a_bits_at(index)), return_quant_tensor=True),
+                make_linear(flat, width, config, config.w_bits_at(index)),
+                make_relu(config, config.a_bits_at(index)),
             ]
             flat = width
             index += 1
         head.append(nn.Dropout(config.dropout))
-        head.append(quant_linear(flat, config.num_classes, config.w_bits_at(index)))
+        head.append(make_linear(flat, config.num_classes, config, config.w_bits_at(index)))
         self.classifier = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float input (N, *in_shape) -> float logits (N, num_classes)."""
+        if self.config.standardize:
+            x = (x - self.mean) / self.std
         x = self.input_quant(x)
         x = self.features(x)
         x = self.flatten(x)

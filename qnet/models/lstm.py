@@ -16,16 +16,19 @@ Read the actual scales from the eval-mode model: they are learned parameters.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from brevitas.nn import QuantIdentity, QuantLSTM
+from brevitas.nn import QuantLSTM
 from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
 from qnet.errors import ConfigError
 from qnet.models._quant import (
     bias_quant,
-    input_quant,
-    quant_linear,
+    make_input_quant,
+    make_linear,
+    register_standardization,
     signed_range_quant,
     unsigned_range_quant,
     weight_quant,
@@ -55,7 +58,15 @@ class LSTMNet(nn.Module):
             raise ConfigError(f"lstm takes one hidden size, got hidden={config.hidden}")
         self.config = config
         hidden = config.hidden[0]
-        self.input_quant = QuantIdentity(input_quant(config.in_bits), return_quant_tensor=True)
+        register_standardization(self, config)
+        self.input_quant = make_input_quant(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = make_linear(hidden, config.num_classes, config)
+        if not config.quantize:
+            self.lstm: nn.Module = nn.LSTM(
+                config.in_shape[1], hidden, num_layers=1, batch_first=True, bias=True
+            )
+            return
         self.lstm = QuantLSTM(
             input_size=config.in_shape[1],
             hidden_size=hidden,
@@ -71,12 +82,37 @@ class LSTMNet(nn.Module):
             cell_state_quant=signed_range_quant(GATE_BITS, 4.0),
             return_quant_tensor=True,
         )
-        self.dropout = nn.Dropout(config.dropout)
-        self.fc = quant_linear(hidden, config.num_classes, config.w_bits)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, after dropping Brevitas' lazily built fused cell.
+
+        Brevitas builds ``_fast_cell`` (aliases of the cell's quantisers) at its first forward;
+        its keys are then expected by ``load_state_dict`` but never written by ``state_dict``,
+        so a model that has run Brevitas' forward could not load a state. It is rebuilt on the
+        next forward.
+        """
+        if self.config.quantize:
+            for direction in self.lstm.layers:
+                for layer in direction:
+                    layer._fast_cell = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    #: Train with :mod:`qnet.models._fast_lstm` (Brevitas' quantisers, scales computed once
+    #: per forward); eval mode always runs Brevitas' own QuantLSTM forward.
+    fast_training: bool = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float input (N, T, F) -> float logits (N, num_classes)."""
+        if self.config.standardize:
+            x = (x - self.mean) / self.std
+        if self.training and self.fast_training and self.config.quantize:
+            from qnet.models._fast_lstm import fast_lstm_last_hidden, supports
+
+            if supports(self.lstm):
+                return self.fc(self.dropout(fast_lstm_last_hidden(self.lstm, self.input_quant(x))))
         outputs, _ = self.lstm(self.input_quant(x))
+        if not self.config.quantize:
+            return self.fc(self.dropout(outputs[:, -1, :]))
         # The last time step's hidden state, still a fixed-point QuantTensor (exact slice).
         last = IntQuantTensor(
             outputs.value[:, -1, :],
