@@ -1,7 +1,7 @@
 """Brevitas' bnn_pynq example models through qnet: lower time, simulator vs Brevitas time and
 the exact-equality count, as a Markdown table.
 
-    python benchmarks/brevitas_examples.py [--n 1000] [names...]
+    python benchmarks/bnn_pynq.py [--n 1000] [names...]
 
 Models are built with ``pretrained=False`` and randomised BatchNorm/TensorNorm statistics
 (tests/test_brevitas_examples.py); inputs are uniform [0, 1) plus quantiser ties.
