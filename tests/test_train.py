@@ -13,7 +13,7 @@ import torch
 
 from qnet.checkpoint import load_checkpoint
 from qnet.data import load_dataset
-from qnet.errors import CheckpointError, ConfigError, OutputExistsError, UnsupportedLayerError
+from qnet.errors import CheckpointError, ConfigError, OutputExistsError
 from qnet.train import TrainConfig, TrainingInterrupted, default_model_config, evaluate, train
 
 
@@ -322,9 +322,10 @@ def test_standardisation_is_part_of_the_model(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    raises=UnsupportedLayerError,
-    reason="lowering host preprocessing ((x - mean) / std before the first quantiser) is "
-    "issue 13 (brevitas helper); not on main yet",
+    raises=AssertionError,
+    reason="KNOWN BUG (issue 13/14, open): the standardised ConvNet1d now lowers (host "
+    "preprocessing), but the simulator differs from Brevitas on whole samples (92 of 120 "
+    "logits on this split); not yet explained. Strict: passes CI only while it fails.",
 )
 def test_standardised_model_verifies_exactly(tmp_path):
     from qnet.data import checkpoint_split
