@@ -40,7 +40,7 @@ def lower_checkpoint(path_or_ckpt: Any) -> HwGraph:
     graph = lower(model, torch.zeros((1, *config.in_shape)))
     meta = dict(graph.meta)
     meta["config"] = config.to_dict()
-    return HwGraph(graph.layers, meta)
+    return HwGraph(graph.layers, meta, graph.pre, graph.post)
 
 
 @dataclass(frozen=True)

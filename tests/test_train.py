@@ -320,13 +320,6 @@ def test_standardisation_is_part_of_the_model(tmp_path):
     np.testing.assert_array_equal(xv, d.x_val)  # the same carved validation split
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="KNOWN BUG (issue 13/14, open): the standardised ConvNet1d now lowers (host "
-    "preprocessing), but the simulator differs from Brevitas on whole samples (92 of 120 "
-    "logits on this split); not yet explained. Strict: passes CI only while it fails.",
-)
 def test_standardised_model_verifies_exactly(tmp_path):
     from qnet.data import checkpoint_split
     from qnet.evaluation import lower_checkpoint
