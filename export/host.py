@@ -34,10 +34,10 @@ import numpy as np
 _SPEC = json.loads(pathlib.Path(__file__).with_name("host.json").read_text())
 
 
-def _const(entry):
+def _const(entry, dtype=np.float32):
     if entry is None:
         return None
-    return np.asarray(entry["values"], dtype=np.float32).reshape(entry["shape"])
+    return np.asarray(entry["values"], dtype=dtype).reshape(entry["shape"])
 
 
 def _fma32(a, b, c):
@@ -56,7 +56,9 @@ def _fma32(a, b, c):
 
 
 def _apply(op, x):
-    name, c, d = op["op"], _const(op.get("const")), _const(op.get("const2"))
+    name = op["op"]
+    dtype = np.float64 if name == "affine" else np.float32
+    c, d = _const(op.get("const"), dtype), _const(op.get("const2"), dtype)
     if name == "reshape":
         return x.reshape(x.shape[0], *op["shape"])
     if name == "permute":
@@ -89,11 +91,14 @@ def _apply(op, x):
         return _fma32(x, c, d)
     if name == "sign":
         return np.where(x >= 0, c, -c).astype(np.float32)
+    if name == "affine":  # float-scale accumulator: x * c + d in float64, one float32 rounding
+        return (np.asarray(x, np.float64) * c + d).astype(np.float32)
     raise ValueError("unknown host op " + repr(name))
 
 
 def _run(ops, x):
-    x = np.asarray(x, dtype=np.float32)
+    wide = bool(ops) and ops[0]["op"] == "affine"  # reads integer accumulators in float64
+    x = np.asarray(x, dtype=np.float64 if wide else np.float32)
     with np.errstate(all="ignore"):
         for op in ops:
             x = np.asarray(_apply(op, x), dtype=np.float32)

@@ -33,7 +33,7 @@ import numpy as np
 from qnet.errors import FormatError
 from qnet.hw.atomic import atomic_file
 from qnet.hw.fixed import FixedType
-from qnet.hw.host import HostOp, host_ops_from_json, host_ops_to_json, run_host
+from qnet.hw.host import WIDE_OPS, HostOp, host_ops_from_json, host_ops_to_json, run_host
 
 __all__ = [
     "Layer",
@@ -534,6 +534,8 @@ class HwGraph:
         """
         if not self.post:
             return y
+        if self.post[0].op in WIDE_OPS:  # reads the integer accumulator in float64
+            return run_host(self.post, np.asarray(y, dtype=np.float64)).astype(np.float64)
         y32 = np.asarray(y, dtype=np.float32)
         if not np.array_equal(y32, y):
             raise FormatError(

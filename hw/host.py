@@ -25,7 +25,7 @@ import numpy as np
 
 from qnet.errors import DataError, FormatError
 
-__all__ = ["HostOp", "HOST_OPS", "run_host", "fma32", "host_ops_to_json", "host_ops_from_json"]
+__all__ = ["HostOp", "HOST_OPS", "WIDE_OPS", "run_host", "fma32", "host_ops_to_json", "host_ops_from_json"]
 
 #: op name -> what it computes (``c`` = ``const``, ``d`` = ``const2``; float32 throughout)
 HOST_OPS: dict[str, str] = {
@@ -43,15 +43,20 @@ HOST_OPS: dict[str, str] = {
     "relu": "max(x, 0)",
     "fma": "x * c + d with one rounding",
     "sign": "where(x >= 0, c, -c) (a binary quantiser)",
+    "affine": "x * c + d in float64, then one rounding to float32 (a float-scale accumulator)",
 }
 
-_CONST_OPS = {"add", "sub", "rsub", "mul", "div", "rdiv", "recip_mul", "fma", "sign"}
+#: Ops whose constants are float64 and whose input is read in float64 (an integer
+#: accumulator may not fit float32); only as the first op of a stage.
+WIDE_OPS = frozenset({"affine"})
+
+_CONST_OPS = {"add", "sub", "rsub", "mul", "div", "rdiv", "recip_mul", "fma", "sign", "affine"}
 
 
-def _f32(value: Any) -> np.ndarray | None:
+def _f32(value: Any, dtype: Any = np.float32) -> np.ndarray | None:
     if value is None:
         return None
-    arr = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    arr = np.ascontiguousarray(np.asarray(value, dtype=dtype))
     arr.flags.writeable = False
     return arr
 
@@ -63,7 +68,7 @@ class HostOp:
     Attributes
     ----------
     op : str
-    const, const2 : ndarray of float32 or None
+    const, const2 : ndarray of float32 (float64 for :data:`WIDE_OPS`) or None
         Constants, broadcast against the batch tensor ``(N, *shape)`` as torch broadcasts them.
     shape : tuple of int
         Per-sample target shape (``reshape``) or per-sample axis order (``permute``).
@@ -82,13 +87,14 @@ class HostOp:
             raise FormatError(
                 f"host op {self.op!r} ({self.source}): unknown; known: {', '.join(HOST_OPS)}"
             )
-        object.__setattr__(self, "const", _f32(self.const))
-        object.__setattr__(self, "const2", _f32(self.const2))
+        dtype = np.float64 if self.op in WIDE_OPS else np.float32
+        object.__setattr__(self, "const", _f32(self.const, dtype))
+        object.__setattr__(self, "const2", _f32(self.const2, dtype))
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         if self.op in _CONST_OPS and self.const is None:
             raise FormatError(f"host op {self.op!r} ({self.source}) needs a constant")
-        if self.op == "fma" and self.const2 is None:
-            raise FormatError(f"host op 'fma' ({self.source}) needs two constants")
+        if self.op in ("fma", "affine") and self.const2 is None:
+            raise FormatError(f"host op {self.op!r} ({self.source}) needs two constants")
 
     def describe(self) -> str:
         """One line for ``qnet inspect``."""
@@ -121,7 +127,8 @@ class HostOp:
             for key in ("const", "const2"):
                 if entry.get(key) is not None:
                     c = entry[key]
-                    consts[key] = np.asarray(c["values"], dtype=np.float32).reshape(c["shape"])
+                    dtype = np.float64 if entry.get("op") in WIDE_OPS else np.float32
+                    consts[key] = np.asarray(c["values"], dtype=dtype).reshape(c["shape"])
             return cls(
                 op=str(entry["op"]),
                 shape=tuple(entry.get("shape", ())),
@@ -201,14 +208,21 @@ def _apply(op: HostOp, x: np.ndarray) -> np.ndarray:
     if op.op == "sign":
         assert c is not None
         return np.where(x >= 0, c, -c).astype(np.float32)
+    if op.op == "affine":
+        return (np.asarray(x, np.float64) * c + d).astype(np.float32)
     raise FormatError(f"host op {op.op!r}: no implementation")  # pragma: no cover
 
 
 def run_host(ops: tuple[HostOp, ...], x: np.ndarray) -> np.ndarray:
-    """Apply ``ops`` in order to the batch ``x`` in float32; returns float32."""
+    """Apply ``ops`` in order to the batch ``x`` in float32; returns float32.
+
+    A leading :data:`WIDE_OPS` op reads ``x`` in float64 (exact integers up to 2**53)."""
     arr = np.asarray(x)
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
+    wide = bool(ops) and ops[0].op in WIDE_OPS
+    if any(op.op in WIDE_OPS for op in ops[1:]):
+        raise FormatError("host op 'affine' may only be the first op of a stage")
+    if arr.dtype != (np.float64 if wide else np.float32):
+        arr = arr.astype(np.float64 if wide else np.float32)
     with np.errstate(all="ignore"):  # torch does not warn on inf/nan either
         for op in ops:
             try:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from qnet.float_proof import FloatProof, prove
 from qnet.errors import (
     BuildError,
     QnetError,
@@ -100,6 +101,7 @@ class PairResult:
     elements: int
     divergence: Divergence | None = None
     excused: str = ""
+    proof: FloatProof | None = None
 
     @property
     def exact(self) -> bool:
@@ -185,6 +187,7 @@ class VerifyReport:
                     "exact": p.exact,
                     "excused": p.excused,
                     "divergence": p.divergence.describe(p.a, p.b) if p.divergence else None,
+                    "float32_proof": p.proof.to_dict() if p.proof is not None else None,
                 }
                 for p in self.pairs
             ],
@@ -214,6 +217,10 @@ class VerifyReport:
         for p in self.pairs:
             if p.divergence is not None:
                 lines.append(f"{p.a} vs {p.b}: {p.divergence.describe(p.a, p.b)}")
+            if p.proof is not None and p.proof.samples:
+                lines.append(f"{p.a} vs {p.b}: float32 proof: {p.proof.summary()}")
+                for text in p.proof.unexplained:
+                    lines.append(f"{p.a} vs {p.b}: UNEXPLAINED {text}")
         if self.float32_inexact:
             lines.append(
                 "float32 note: Brevitas is not exact past 2**24 lsb in "
@@ -242,7 +249,12 @@ def _first_diff(
 
 
 def _compare(
-    a_name: str, b_name: str, a: np.ndarray, b: np.ndarray, excused: str = ""
+    a_name: str,
+    b_name: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    excused: str = "",
+    proof: FloatProof | None = None,
 ) -> PairResult:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -269,6 +281,7 @@ def _compare(
         int(eq.size),
         divergence,
         excused if first is not None else "",
+        proof,
     )
 
 
@@ -471,6 +484,7 @@ def verify(
     runs.append(ExecutorRun("simulator", True, time.perf_counter() - t))
     # csim and RTL run the hardware part only: host preprocessing before, postprocessing after
     full, graph = graph, graph.hardware()
+    x_model = x
     x = np.asarray(full.preprocess(x), dtype=np.float64)
 
     export: HlsExport | None = None
@@ -499,14 +513,33 @@ def verify(
             excuse = "Brevitas float32 sums pass 2**24 lsb in " + ", ".join(inexact)
         sim = outputs["simulator"]
         pairs: list[PairResult] = []
+        proof = None
+        if "brevitas" in outputs and not np.array_equal(outputs["brevitas"], sim):
+            # a float-scale model: every difference must be a proven float32 rounding case
+            proof = prove(model, full, x_model, outputs["brevitas"], sim)
+            if proof is not None:
+                excuse = "float32 rounding, proven" if proof.ok else ""
         if "brevitas" in outputs:
-            pairs.append(_compare("brevitas", "simulator", outputs["brevitas"], sim, excuse))
+            pairs.append(
+                _compare("brevitas", "simulator", outputs["brevitas"], sim, excuse, proof)
+            )
         if export is not None:
             csim_out = outputs["csim"]
             pair = _compare("simulator", "csim", sim, csim_out)
             pairs.append(_with_divergence(pair, graph, export.trace, x, sim, csim_out))
             if "brevitas" in outputs:
-                pairs.append(_compare("brevitas", "csim", outputs["brevitas"], csim_out, excuse))
+                # the proof is about the simulator's values: it carries over only if equal
+                same = np.array_equal(csim_out, sim)
+                pairs.append(
+                    _compare(
+                        "brevitas",
+                        "csim",
+                        outputs["brevitas"],
+                        csim_out,
+                        excuse if (same or proof is None) else "",
+                        proof if same else None,
+                    )
+                )
         if "rtl" in outputs:
             from qnet.export.verilog import trace_layers
 

@@ -64,6 +64,11 @@ class TensorRef:
     host : int
         For the unquantised model input: how many host preprocessing ops produced it
         (``LowerContext.pre[:host]``).
+    scale, offset : ndarray of float64 or None
+        Float (non-power-of-two) quantisation: the tensor's real value is
+        ``fixed-point value * scale + offset``, per channel (axis 0 of ``shape``; one value for
+        a per-tensor scale). ``None`` means 1 and 0 (plain fixed point). Scales are float32
+        numbers or exact products of two (so exact in float64); offsets are float32 biases.
     """
 
     layer: str | None
@@ -72,6 +77,13 @@ class TensorRef:
     pending: tuple[Any, ...] = ()
     error: str | None = None
     host: int = 0
+    scale: Any = None
+    offset: Any = None
+
+    @property
+    def is_float_scaled(self) -> bool:
+        """True when the real value is not the fixed-point value itself."""
+        return self.scale is not None or self.offset is not None
 
     @property
     def is_float_input(self) -> bool:
@@ -199,9 +211,11 @@ class LowerContext:
             name, i = f"{base}_{i}", i + 1
         return name
 
-    def record_acc_bound(self, name: str, bound: int) -> None:
+    def record_acc_bound(self, name: str, bound: int, float_scaled: bool = False) -> None:
+        """Record a layer's accumulator bound; past 2**24 lsb Brevitas' float32 is inexact
+        (a float-scale layer is proven per element by the verification instead)."""
         self.meta["acc_bounds"][name] = int(bound)
-        if bound >= FLOAT32_EXACT_LIMIT:
+        if bound >= FLOAT32_EXACT_LIMIT and not float_scaled:
             self.meta["float32_inexact"].append(name)
 
     # -- bindings ----------------------------------------------------------------------
@@ -255,8 +269,9 @@ class LowerContext:
             )
         return ref
 
-    def quantised_input(self, call: Call, index: int = 0) -> TensorRef:
-        """The ``index``-th input, which must be a quantised tensor with no pending float op."""
+    def quantised_input(self, call: Call, index: int = 0, float_ok: bool = False) -> TensorRef:
+        """The ``index``-th input, which must be a quantised tensor with no pending float op
+        (and, unless ``float_ok``, a fixed-point one: no float scale or offset)."""
         ref = self.input(call, index)
         if ref.is_float_input:
             raise self.unsupported(
@@ -272,6 +287,14 @@ class LowerContext:
                 call,
                 f"it consumes the float output of {names}",
                 "BatchNorm / float ReLU followed directly by a QuantReLU or QuantIdentity",
+            )
+        if ref.is_float_scaled and not float_ok:
+            raise self.unsupported(
+                call,
+                f"its input is the float-scaled output of layer {ref.layer!r} (a float "
+                "(non-power-of-two) scale or a float bias, with no quantiser after it)",
+                "a quantiser (QuantReLU / QuantIdentity) between a float-scale layer and this "
+                "one, or power-of-two scales",
             )
         assert ref.type is not None and ref.layer is not None
         return ref

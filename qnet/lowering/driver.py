@@ -19,6 +19,7 @@ from qnet.lowering.context import (
     supported_modules,
 )
 from qnet.lowering.host import host_ops_of_pending
+from qnet.lowering.requant import output_affine
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
@@ -115,6 +116,15 @@ def lower(model: nn.Module, example_input: Any) -> HwGraph:
         raise UnsupportedLayerError(f"the model output cannot be lowered: {why}")
     with torch.no_grad():
         post = host_ops_of_pending(ctx, out_ref.pending)
+    if out_ref.is_float_scaled:
+        # float scale / float bias of the last layer: the host applies it to the integers
+        affine = output_affine(out_ref)
+        post = (affine, *post)
+        ctx.meta["float_output"] = {
+            "layer": out_ref.layer,
+            "scale": [float(v) for v in np.asarray(affine.const).reshape(-1)],
+            "offset": [float(v) for v in np.asarray(affine.const2).reshape(-1)],
+        }
     layers = _prune(ctx.layers, out_ref.layer)
     meta = dict(ctx.meta)
     meta["float32_inexact"] = [

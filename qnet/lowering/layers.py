@@ -13,6 +13,7 @@ Each handler turns one recorded call into HwGraph layers. Brevitas semantics rel
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -47,7 +48,23 @@ from qnet.lowering.host import (
     host_ops_of_module,
     replay_pending,
 )
-from qnet.lowering.quant import acc_type_for, fixed_type_of, quantiser_kind, weight_mantissas
+from qnet.lowering.quant import (
+    acc_type_for,
+    fixed_type_of,
+    is_fixed_point_scale,
+    quant_format,
+    quantiser_kind,
+    weight_ints,
+    weight_mantissas,
+)
+from qnet.lowering.requant import (
+    Affine,
+    check_thresholds,
+    exact_requant,
+    real_to_float32,
+    record_requant,
+    search_thresholds,
+)
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -80,8 +97,9 @@ def _enabled(proxy: Any) -> bool:
 
 
 # ------------------------------------------------------------------------- activations
-def _act_output_type(ctx: LowerContext, call: Call) -> tuple[FixedType, Any]:
-    """Type of a QuantIdentity/QuantReLU output, from re-running its quantiser on its input."""
+def _act_output_type(ctx: LowerContext, call: Call) -> tuple[FixedType, float | None, Any]:
+    """(type, float scale or None, QuantTensor) of a QuantIdentity/QuantReLU output, from
+    re-running its quantiser on its input."""
     module = call.unit
     assert module is not None
     if _enabled(getattr(module, "input_quant", None)):
@@ -94,34 +112,32 @@ def _act_output_type(ctx: LowerContext, call: Call) -> tuple[FixedType, Any]:
     qt = module.act_quant(_value(x))
     if not isinstance(qt, QuantTensor):
         raise ctx.unsupported(call, "its quantiser is disabled", "an enabled integer act_quant")
-    return fixed_type_of(call.source, qt, module.act_quant, "the output quantiser"), qt
+    t, scale = quant_format(call.source, qt, module.act_quant, "the output quantiser")
+    return t, scale, qt
 
 
-def _multithreshold(
-    ctx: LowerContext, call: Call, ref: TensorRef, out_type: FixedType
-) -> TensorRef:
-    """Float ops in ``ref.pending`` followed by this activation -> MultiThreshold (exact)."""
+def _torch_q(
+    ctx: LowerContext, call: Call, ref: TensorRef, out_type: FixedType, out_scale: float | None
+) -> Any:
+    """q(a) by running ``ref.pending`` and the activation module in torch float32 at the
+    accumulator's value (for a float-scaled accumulator: its exact real value, correctly
+    rounded to float32 once)."""
     module = call.unit
-    assert module is not None and ref.type is not None and ref.layer is not None
-    in_type = ref.type
-    shape = ref.shape
-    if any(isinstance(p, HostOp) and p.op in ("reshape", "permute") for p in ref.pending):
-        raise ctx.unsupported(
-            call,
-            "a reshape/permute between the accumulator and this quantiser",
-            "elementwise float ops and BatchNorm between a layer and its activation",
-        )
-    channels = shape[0]
-    a_min, a_max = in_type.int_min, in_type.int_max
-    out_frac = out_type.frac
+    assert ref.type is not None
+    in_type, shape, channels = ref.type, ref.shape, ref.shape[0]
+    affine = Affine(in_type.frac, ref.scale, ref.offset, channels) if ref.is_float_scaled else None
 
     def q(a: np.ndarray) -> np.ndarray:
         """Integer outputs for accumulator mantissas ``a`` (K, C) -> (K, C), via torch float32."""
-        vals = np.ldexp(a.astype(np.float64), -in_type.frac).astype(np.float32)
+        if affine is not None:
+            vals = real_to_float32(affine.numerators(a), affine.d)
+        else:
+            vals = np.ldexp(a.astype(np.float64), -in_type.frac).astype(np.float32)
         x = torch.from_numpy(vals).reshape(a.shape[0], channels, *([1] * (len(shape) - 1)))
         x = x.expand(a.shape[0], *shape).contiguous()
         y = _value(module(replay_pending(ref.pending, x))).double().numpy()
-        m = np.ldexp(y, out_frac)
+        # the module's output is float32(y_int * scale): y_int is recovered exactly
+        m = np.ldexp(y, out_type.frac) if out_scale is None else np.round(y / out_scale)
         first = m.reshape(a.shape[0], channels, -1)
         if not np.all(first == first[..., :1]):
             raise ctx.unsupported(
@@ -129,27 +145,39 @@ def _multithreshold(
             )
         return first[..., 0].astype(np.int64)
 
-    ends = q(np.array([[a_min] * channels, [a_max] * channels], dtype=np.int64))
-    increasing = ends[1] >= ends[0]
-    base = int(ends.min())
-    top = int(ends.max())
-    n_thr = top - base
-    levels = base + 1 + np.arange(n_thr, dtype=np.int64)[:, None]  # (K, 1)
-    lo = np.full((n_thr, channels), a_min, dtype=np.int64)
-    hi = np.full((n_thr, channels), a_max + 1, dtype=np.int64)
-    # smallest a with cond(a): cond = q(a) >= k (increasing) or q(a) < k (decreasing)
-    for _ in range(80):
-        active = lo < hi
-        if not active.any():
-            break
-        mid = lo + (hi - lo) // 2
-        qm = q(np.minimum(mid, a_max))
-        cond = np.where(increasing[None, :], qm >= levels, qm < levels)
-        hi = np.where(active & cond, mid, hi)
-        lo = np.where(active & ~cond, mid + 1, lo)
-    else:  # pragma: no cover - 80 halvings cover any int64 range
-        raise ctx.unsupported(call, "threshold search did not converge")
-    thresholds = np.sort(lo.T, axis=1)
+    return q
+
+
+def _multithreshold(
+    ctx: LowerContext,
+    call: Call,
+    ref: TensorRef,
+    out_type: FixedType,
+    out_scale: float | None = None,
+    relu: bool = False,
+    module_path: str | None = None,
+) -> TensorRef:
+    """Everything between the accumulator ``ref`` and this quantiser -> MultiThreshold (exact).
+
+    Float ops pending (BatchNorm, ...) or a binary/ternary quantiser: torch replay. Otherwise
+    (float scale / float bias only): the exact real-valued requantiser."""
+    assert ref.type is not None and ref.layer is not None
+    if any(isinstance(p, HostOp) and p.op in ("reshape", "permute") for p in ref.pending):
+        raise ctx.unsupported(
+            call,
+            "a reshape/permute between the accumulator and this quantiser",
+            "elementwise float ops and BatchNorm between a layer and its activation",
+        )
+    in_type, shape, channels = ref.type, ref.shape, ref.shape[0]
+    kind = quantiser_kind(getattr(call.unit, "act_quant", None))
+    exact = not ref.pending and kind == "int"
+    if exact:
+        affine = Affine(in_type.frac, ref.scale, ref.offset, channels)
+        q = exact_requant(affine, out_scale, out_type, relu)
+    else:
+        q = _torch_q(ctx, call, ref, out_type, out_scale)
+    a_min, a_max = in_type.int_min, in_type.int_max
+    thresholds, increasing, base, _ = search_thresholds(q, a_min, a_max, channels)
     layer = MultiThreshold(
         name=ctx.name(call),
         inputs=(ref.producer,),
@@ -160,30 +188,22 @@ def _multithreshold(
         increasing=increasing,
         out_base=base,
     )
-    out = ctx.add(layer)
-    # self-check on the end points and every threshold (cheap, catches non-monotone ops)
-    got = _mt_eval(layer, np.concatenate([thresholds.T, thresholds.T - 1, ends]))
-    want = q(np.clip(np.concatenate([thresholds.T, thresholds.T - 1, ends]), a_min, a_max))
-    clipped = np.concatenate([thresholds.T, thresholds.T - 1, ends])
-    ok = (clipped >= a_min) & (clipped <= a_max)
-    if not np.array_equal(got[ok], want[ok]):
+    if not check_thresholds(q, thresholds, increasing, base, a_min, a_max):
         raise ctx.unsupported(call, "the float operations before it are not monotone per channel")
-    return out
-
-
-def _mt_eval(layer: MultiThreshold, a: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    n = layer.thresholds.shape[1]
-    for c in range(a.shape[1]):
-        count = np.searchsorted(layer.thresholds[c], a[:, c], side="right")
-        out[:, c] = layer.out_base + (count if layer.increasing[c] else n - count)
+    out = ctx.add(layer)
+    if ref.is_float_scaled or out_scale is not None:
+        record_requant(
+            ctx, layer.name, ref, out_type, out_scale, relu, exact, module_path or call.path
+        )
+    if out_scale is not None:
+        out = dataclasses.replace(out, scale=np.array([out_scale]))
     return out
 
 
 @register_lowerer(qnn.QuantIdentity, qnn.QuantReLU)
 def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
     ref = ctx.input(call, 0)
-    out_type, qt = _act_output_type(ctx, call)
+    out_type, out_scale, qt = _act_output_type(ctx, call)
     assert call.module is not None
     kind = quantiser_kind(call.module.act_quant)
     is_relu = isinstance(call.module, qnn.QuantReLU)
@@ -203,9 +223,18 @@ def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
             # the sign runs on the host (float32, as Brevitas); the port takes +-scale
             scale = np.asarray(torch.as_tensor(qt.scale).detach().float().numpy()).reshape(-1)
             ctx.pre.append(HostOp("sign", scale[:1], source=call.source))
-        return ctx.add(Input(ctx.name(call), (), ref.shape, out_type, call.source))
-    if ref.pending or kind != "int":
-        return _multithreshold(ctx, call, ref, out_type)
+        if out_scale is not None:
+            # Brevitas computes x / scale in float32, then rounds and clamps: the host divides
+            # (as torch does), the input port takes the integers
+            ctx.pre.append(HostOp("div", np.float32(out_scale), source=call.source))
+        out = ctx.add(Input(ctx.name(call), (), ref.shape, out_type, call.source))
+        if out_scale is not None:
+            out = dataclasses.replace(out, scale=np.array([out_scale]))
+        return out
+    if ref.pending or kind != "int" or ref.is_float_scaled or out_scale is not None:
+        if ref.layer is None:
+            ctx.quantised_input(call, 0)  # raises the right error
+        return _multithreshold(ctx, call, ref, out_type, out_scale, relu=is_relu)
     ref = ctx.quantised_input(call, 0)
     cls = ReLU if is_relu else Quant
     return ctx.add(cls(ctx.name(call), (ref.producer,), ref.shape, out_type, call.source))
@@ -222,9 +251,23 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
         # so its values are on that layer's grid (checked by the caller)
         return ref, x
     qx = proxy(_value(x))
-    t = fixed_type_of(call.source, qx, proxy, "the input quantiser")
+    t, scale = quant_format(call.source, qx, proxy, "the input quantiser")
+    if scale is not None or ref.is_float_scaled:
+        raise ctx.unsupported(
+            call,
+            "a float-scale input quantiser on a quantised tensor",
+            "a QuantIdentity / QuantReLU before the layer (or power-of-two scales)",
+        )
     r = ctx.add(Quant(ctx.name(call, ".input_quant"), (ref.producer,), ref.shape, t, call.source))
     return r, qx
+
+
+def _float_bias(module: Any, qx: Any, qw: Any) -> np.ndarray | None:
+    """The layer's bias as Brevitas adds it (float32 values), or None (no bias)."""
+    if module.bias is None:
+        return None
+    qb = module.bias_quant(module.bias, qx, qw)
+    return _value(qb).detach().float().cpu().numpy().astype(np.float64).reshape(-1)
 
 
 def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
@@ -235,35 +278,58 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         # the layer's own input quantiser quantises the model input: it is the input port
         ref = ctx.host_input(call, 0)
         qx = proxy(_value(_first_tensor(call)))
-        t = fixed_type_of(call.source, qx, proxy, "the input quantiser")
+        t, scale = quant_format(call.source, qx, proxy, "the input quantiser")
+        if scale is not None:
+            ctx.pre.append(HostOp("div", np.float32(scale), source=call.source))
         ref = ctx.add(Input(ctx.name(call, ".input_quant"), (), ref.shape, t, call.source))
+        if scale is not None:
+            ref = dataclasses.replace(ref, scale=np.array([scale]))
     else:
-        ref = ctx.quantised_input(call, 0)
+        ref = ctx.quantised_input(call, 0, float_ok=True)
         ref, qx = _requant_input(ctx, call, ref)
     assert ref.type is not None
     in_type = ref.type
-    if not ref.type.contains(_value(qx).double().numpy()):
+    if ref.offset is not None or (ref.scale is not None and np.asarray(ref.scale).size != 1):
+        raise ctx.unsupported(
+            call,
+            f"its input is the float accumulator of layer {ref.layer!r} (per-channel scale or "
+            "float bias, no quantiser after it)",
+            "a QuantReLU / QuantIdentity between the two layers",
+        )
+    x_real = _value(qx).double().numpy()
+    x_fixed = x_real if ref.scale is None else np.round(x_real / float(ref.scale[0]))
+    if not in_type.contains(x_fixed):
         raise ctx.unsupported(call, f"its input values do not fit {in_type}")
     qw = module.quant_weight(qx)
-    weight, weight_type = weight_mantissas(call.source, qw, "weight")
+    weight, weight_type, w_scale = weight_ints(call.source, qw, "weight")
+    float_bias = module.bias is not None and not (
+        isinstance(module.bias_quant(module.bias, qx, qw), QuantTensor)
+        and is_fixed_point_scale(module.bias_quant(module.bias, qx, qw).scale)
+    )
+    floating = ref.scale is not None or w_scale is not None or float_bias
     bias = bias_type = None
-    if module.bias is not None:
+    if module.bias is not None and not floating:
         qb = module.bias_quant(module.bias, qx, qw)
         bias, bias_type = weight_mantissas(call.source, qb, "bias")
         bias = bias.reshape(-1)
     acc_type, bound = acc_type_for(in_type, weight, weight_type, bias, bias_type)
     out_type = acc_type
+    out_scale = None
     if _enabled(getattr(module, "output_quant", None)):
         out_qt = call.output
         if not isinstance(out_qt, QuantTensor):
             out_qt = module.output_quant(_value(call.output))
-        out_type = fixed_type_of(call.source, out_qt, module.output_quant, "the output quantiser")
-    name = ctx.name(call)
+        out_type, out_scale = quant_format(
+            call.source, out_qt, module.output_quant, "the output quantiser"
+        )
+        if not floating and out_scale is not None:
+            floating = True
+    name = ctx.name(call, ".acc" if floating and out_type is not acc_type else "")
     layer = make(
         name=name,
         inputs=(ref.producer,),
         out_shape=_shape(call.output),
-        out_type=out_type,
+        out_type=acc_type if floating else out_type,
         source=call.source,
         weight=weight,
         weight_type=weight_type,
@@ -271,8 +337,20 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         bias_type=bias_type,
         acc_type=acc_type,
     )
-    ctx.record_acc_bound(name, bound)
-    return ctx.add(layer)
+    ctx.record_acc_bound(name, bound, float_scaled=floating)
+    out = ctx.add(layer)
+    if not floating:
+        return out
+    channels = layer.out_shape[0]
+    in_scale = 1.0 if ref.scale is None else float(ref.scale[0])
+    scale = (w_scale if w_scale is not None else np.ones(channels)) * in_scale
+    offset = _float_bias(module, qx, qw)
+    out = dataclasses.replace(out, scale=scale, offset=offset)
+    ctx.meta.setdefault("float_layers", {})[name] = {"input": ref.producer}
+    if out_type is acc_type:
+        return out
+    # a float-scale layer with its own output quantiser: requantise right here
+    return _multithreshold(ctx, call, out, out_type, out_scale, relu=False)
 
 
 @register_lowerer(qnn.QuantLinear)
@@ -328,7 +406,7 @@ def _lower_pending(ctx: LowerContext, call: Call) -> TensorRef:
         assert ops is not None
         ctx.pre.extend(ops)
         return TensorRef(None, None, _shape(call.output), host=len(ctx.pre))
-    return TensorRef(ref.layer, ref.type, ref.shape, ref.pending + (call,))
+    return dataclasses.replace(ref, pending=ref.pending + (call,))
 
 
 @register_lowerer(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -342,7 +420,7 @@ def _lower_identity(ctx: LowerContext, call: Call) -> None:
 def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
     m = call.unit
     dims = 1 if isinstance(m, nn.MaxPool1d) else 2
-    ref = ctx.quantised_input(call, 0)
+    ref = ctx.quantised_input(call, 0, float_ok=True)  # max commutes with a positive scale
     kernel = _pair(m.kernel_size, dims)
     stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
     accepted = "padding=0, dilation=1, return_indices=False, ceil_mode=False"
@@ -350,7 +428,7 @@ def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
         raise ctx.unsupported(call, f"padding={m.padding}, dilation={m.dilation}", accepted)
     if m.return_indices or m.ceil_mode:
         raise ctx.unsupported(call, "return_indices/ceil_mode", accepted)
-    return ctx.add(
+    out = ctx.add(
         MaxPool(
             ctx.name(call),
             (ref.producer,),
@@ -361,13 +439,14 @@ def _lower_maxpool(ctx: LowerContext, call: Call) -> TensorRef:
             stride=stride,
         )
     )
+    return dataclasses.replace(out, scale=ref.scale, offset=ref.offset)
 
 
 @register_lowerer(nn.AvgPool1d, nn.AvgPool2d)
 def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
     m = call.unit
     dims = 1 if isinstance(m, nn.AvgPool1d) else 2
-    ref = ctx.quantised_input(call, 0)
+    ref = ctx.quantised_input(call, 0, float_ok=True)  # the mean commutes with an affine
     assert ref.type is not None
     kernel = _pair(m.kernel_size, dims)
     stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
@@ -382,7 +461,7 @@ def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
     out_type = FixedType(t.width + log2n, t.integer, t.signed, t.rounding, t.overflow)
     if out_type.width > 53:
         raise ctx.unsupported(call, f"its exact mean needs {out_type.width} bits", accepted)
-    return ctx.add(
+    out = ctx.add(
         AvgPool(
             ctx.name(call),
             (ref.producer,),
@@ -393,10 +472,11 @@ def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
             stride=stride,
         )
     )
+    return dataclasses.replace(out, scale=ref.scale, offset=ref.offset)
 
 
 def _flatten(ctx: LowerContext, call: Call) -> TensorRef:
-    ref = ctx.quantised_input(call, 0)
+    ref = ctx.quantised_input(call, 0, float_ok=True)
     out_shape = _shape(call.output)
     in_batch = int(_value(_first_tensor(call)).shape[0])
     out_batch = int(_value(call.output).shape[0])
@@ -408,7 +488,13 @@ def _flatten(ctx: LowerContext, call: Call) -> TensorRef:
         )
     if len(ref.shape) == 1:
         return ref
-    return ctx.add(Flatten(ctx.name(call), (ref.producer,), out_shape, ref.fixed_type, call.source))
+    if ref.offset is not None or (ref.scale is not None and np.asarray(ref.scale).size != 1):
+        # a per-channel float accumulator: the flatten waits on the host (or is refused by
+        # whatever consumes it)
+        op = HostOp("reshape", shape=out_shape, source=call.source)
+        return dataclasses.replace(ref, shape=out_shape, pending=ref.pending + (op,))
+    out = ctx.add(Flatten(ctx.name(call), (ref.producer,), out_shape, ref.fixed_type, call.source))
+    return dataclasses.replace(out, scale=ref.scale)
 
 
 @register_lowerer(nn.Flatten)
@@ -418,7 +504,7 @@ def _lower_flatten_module(ctx: LowerContext, call: Call) -> TensorRef:
         out_shape = _shape(call.output)
         op = HostOp("reshape", shape=out_shape, source=call.source)
         if ref.pending:
-            return TensorRef(ref.layer, ref.type, out_shape, ref.pending + (op,))
+            return dataclasses.replace(ref, shape=out_shape, pending=ref.pending + (op,))
         ctx.host_input(call, 0)
         ctx.pre.append(op)
         return TensorRef(None, None, out_shape, host=len(ctx.pre))
@@ -475,7 +561,7 @@ def _lower_float_fn(ctx: LowerContext, call: Call) -> TensorRef:
     if call.target in SHAPE_FUNCTIONS and not ref.pending:
         return _flatten(ctx, call)
     op = host_op_of_function(ctx, call, ref.shape)
-    return TensorRef(ref.layer, ref.type, _shape(call.output), ref.pending + (op,))
+    return dataclasses.replace(ref, shape=_shape(call.output), pending=ref.pending + (op,))
 
 
 @register_lowerer(qnn.QuantEltwiseAdd)

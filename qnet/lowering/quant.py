@@ -36,6 +36,10 @@ __all__ = [
     "weight_mantissas",
     "acc_type_for",
     "acc_type_from_bound",
+    "scale_values",
+    "is_fixed_point_scale",
+    "quant_format",
+    "weight_ints",
 ]
 
 #: What the helpers accept, for messages.
@@ -281,3 +285,94 @@ def acc_type_for(
         abs_bound = abs_bound + np.abs(b)
     width = max(_bits_signed(int(min(lo)), int(max(hi))), 2)
     return FixedType(width, width - frac, True), int(max(abs_bound))
+
+
+# ------------------------------------------------------------------------ float scales
+def scale_values(scale: Any) -> np.ndarray:
+    """A Brevitas scale tensor as float64 values (exactly its float32 numbers), flattened."""
+    return np.asarray(torch.as_tensor(scale).detach().cpu().double().numpy()).reshape(-1)
+
+
+def is_fixed_point_scale(scale: Any) -> bool:
+    """True when every scale value is a power of two (the tensor is plain fixed point)."""
+    return all(np.isfinite(v) and _is_pow2(float(v)) for v in scale_values(scale))
+
+
+def quant_format(
+    where: str, qt: Any, proxy: Any, what: str, accepted: str | None = None
+) -> tuple[FixedType, float | None]:
+    """The format of an activation QuantTensor: (FixedType, None) for a power-of-two scale, or
+    (integer FixedType, scale) for a per-tensor float scale (real value = integer * scale).
+
+    Binary/ternary quantisers and per-channel activation scales need a power of two (raises).
+    """
+    if (
+        not isinstance(qt, IntQuantTensor)
+        or is_fixed_point_scale(qt.scale)
+        or quantiser_kind(proxy) != "int"
+    ):
+        return fixed_type_of(where, qt, proxy, what, accepted), None
+    if bool((torch.as_tensor(qt.zero_point).detach() != 0).any()):
+        raise _error(
+            where, f"{what} has a non-zero zero point", accepted or "zero point 0 (symmetric)"
+        )
+    s = scale_values(qt.scale)
+    if s.size != 1:
+        raise _error(
+            where,
+            f"{what} has a per-channel scale ({s.size} values)",
+            accepted or "a per-tensor scale for activations (per-channel is accepted for weights)",
+        )
+    if not (np.isfinite(s[0]) and s[0] > 0):
+        raise _error(where, f"{what} has scale {float(s[0])!r}", accepted or "a positive scale")
+    width = int(round(float(torch.as_tensor(qt.bit_width))))
+    narrow = bool(getattr(proxy, "is_narrow_range", False))
+    rounding = quantiser_rounding(where, proxy, what, accepted)
+    t = _make_type(where, what, width, 0, bool(qt.signed), narrow, rounding, accepted)
+    return t, float(s[0])
+
+
+def weight_ints(
+    where: str, qt: Any, what: str = "weight", accepted: str | None = None
+) -> tuple[np.ndarray, FixedType, np.ndarray | None]:
+    """Weights of any scale: (mantissas, FixedType, per-output-channel float scale or None).
+
+    Power-of-two scales go through :func:`weight_mantissas` (scale None). Float scales (per
+    tensor or per channel along axis 0) give the integers Brevitas multiplies by the scale,
+    an integer FixedType and the scale per output channel (float64 holding float32 values):
+    the real weight is ``mantissa * scale[c]``.
+    """
+    if not isinstance(qt, IntQuantTensor) or is_fixed_point_scale(qt.scale):
+        mant, t = weight_mantissas(where, qt, what, True, accepted)
+        return mant, t, None
+    if bool((torch.as_tensor(qt.zero_point).detach() != 0).any()):
+        raise _error(where, f"the {what} has a non-zero zero point", accepted or "zero point 0")
+    value = qt.value.detach().float().cpu().numpy()
+    scale32 = torch.as_tensor(qt.scale).detach().float().cpu().numpy()
+    channels = value.shape[0]
+    if scale32.size not in (1, channels) or (
+        scale32.size == channels and scale32.size > 1 and scale32.shape[0] != channels
+    ):
+        raise _error(
+            where,
+            f"the {what} scale has shape {tuple(scale32.shape)}",
+            accepted or "a per-tensor or per-output-channel (axis 0) scale",
+        )
+    if np.any(~np.isfinite(scale32)) or np.any(scale32 <= 0):
+        raise _error(where, f"the {what} has a non-positive scale", accepted or "positive scales")
+    bshape = (channels,) + (1,) * (value.ndim - 1) if scale32.size > 1 else (1,) * value.ndim
+    s32 = scale32.reshape(bshape)
+    mant = np.round(value.astype(np.float64) / s32.astype(np.float64))
+    # Brevitas' value is float32(int * scale): the integers must reproduce it exactly
+    if not np.array_equal((mant.astype(np.float32) * s32).astype(np.float32), value):
+        raise _error(
+            where,
+            f"the {what} values are not integer multiples of their scale",
+            accepted or "an integer weight quantiser (zero point 0)",
+        )
+    mant = mant.astype(np.int64)
+    bits = int(round(float(torch.as_tensor(qt.bit_width))))
+    need = max(int(np.abs(mant).max()).bit_length() + 1 if mant.size else 1, 2)
+    width = max(bits, need)
+    per_channel = np.broadcast_to(scale32.reshape(-1), (channels,)).astype(np.float64)
+    return mant, FixedType(width, width, True), per_channel.copy()
