@@ -59,6 +59,7 @@ class FloatProof:
     samples: int = 0
     explained: int = 0
     requant_elements: int = 0
+    exact_requant_elements: int = 0
     output_elements: int = 0
     max_requant_ratio: float = 0.0
     max_output_ratio: float = 0.0
@@ -72,10 +73,15 @@ class FloatProof:
     def summary(self) -> str:
         parts = [f"{self.explained}/{self.samples} differing samples proven float32 rounding cases"]
         if self.requant_elements:
+            ratio = (
+                f"max |distance|/bound {self.max_requant_ratio:.3g}, "
+                if self.exact_requant_elements
+                else ""
+            )
             parts.append(
                 f"{self.requant_elements} requantised values within the float32 error bound "
-                f"of a rounding boundary (max |distance|/bound {self.max_requant_ratio:.3g}, "
-                f"bound <= {self.max_bound_steps:.3g} quantisation steps)"
+                f"of a rounding boundary ({ratio}bound <= {self.max_bound_steps:.3g} "
+                "quantisation steps)"
             )
         if self.output_elements:
             parts.append(
@@ -89,6 +95,7 @@ class FloatProof:
             "samples": self.samples,
             "explained": self.explained,
             "requant_elements": self.requant_elements,
+            "exact_requant_elements": self.exact_requant_elements,
             "output_elements": self.output_elements,
             "max_requant_ratio": self.max_requant_ratio,
             "max_output_ratio": self.max_output_ratio,
@@ -262,7 +269,7 @@ def prove(
     trace = simulate_int(graph, xb, trace=True)
     names = {layer.name for layer in graph.layers}
     brev, twice = _capture(model, xb, [e["module"] for e in entries])
-    out = _prove_outputs(graph, fout, trace, brevitas[bad])
+    out = _prove_outputs(graph, fout, trace, brevitas[bad], hardware[bad])
     for local, sample in enumerate(bad):
         verdict = _explain_sample(graph, entries, trace, brev, twice, names, local)
         if verdict == "outputs":  # every requantisation agrees: the float outputs decide
@@ -275,8 +282,9 @@ def prove(
             continue
         kind, count, ratio, steps = verdict
         proof.explained += 1
-        if kind == "requant":
+        if kind in ("requant", "requant-exact"):
             proof.requant_elements += count
+            proof.exact_requant_elements += count if kind == "requant-exact" else 0
             proof.max_requant_ratio = max(proof.max_requant_ratio, ratio)
             proof.max_bound_steps = max(proof.max_bound_steps, steps)
         else:
@@ -294,7 +302,11 @@ def _output_verdict(out: Any, local: int, b: np.ndarray, hw: np.ndarray) -> Any:
     inside, ratio = out
     if not inside[local].all():
         where = tuple(int(v) for v in np.argwhere(~inside[local])[0])
-        return f"output element {where} is outside the float32 error bound of the exact value"
+        return (
+            f"output element {where} (Brevitas {float(b.reshape(inside[local].shape)[where])!r}, "
+            f"hardware {float(hw.reshape(inside[local].shape)[where])!r}) is outside the "
+            "float32 error bound of the exact value"
+        )
     return ("output", int((b != hw).sum()), float(ratio[local]), 0.0)
 
 
@@ -383,7 +395,8 @@ def _explain_requant(
             boundary = (min(int(bv[idx]), int(hw[idx])) + 0.5) * s_y
             worst = max(worst, abs(rv - boundary) / bound)
         steps = max(steps, bound / s_y)
-    return ("requant", int(diff.shape[0]), worst, steps)
+    kind = "requant-exact" if e["exact"] and e["rounding"] == Rounding.RND_CONV.name else "requant"
+    return (kind, int(diff.shape[0]), worst, steps)
 
 
 def _prove_outputs(
@@ -391,8 +404,10 @@ def _prove_outputs(
     fout: dict[str, Any] | None,
     trace: dict[str, np.ndarray],
     brevitas: np.ndarray,
+    hardware: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per traced sample and output element: does Brevitas' value lie where the exact value
+    """Per traced sample and output element: do Brevitas' and the hardware's values lie where
+    the exact value
     ``r`` +- E_acc, rounded outward to float32 and through the remaining host ops, can put it?
     Returns (inside (N, ...), max |brevitas - r| / E_acc per sample) or None (no float output)."""
     if fout is None or graph[fout["layer"]].kind not in ("dense", "conv"):
@@ -408,7 +423,9 @@ def _prove_outputs(
         lo, hi = run_host(rest, lo), run_host(rest, hi)
     lo64, hi64 = np.minimum(lo, hi).astype(np.float64), np.maximum(lo, hi).astype(np.float64)
     b = brevitas.reshape(lo64.shape)
-    inside = (b >= lo64) & (b <= hi64)
+    hw = hardware.reshape(lo64.shape)
+    # both Brevitas and the hardware must lie where the exact value's float32 rounding can
+    inside = (b >= lo64) & (b <= hi64) & (hw >= lo64) & (hw <= hi64)
     n = b.shape[0]
     ratio = np.zeros(n)
     if not rest:

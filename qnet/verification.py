@@ -13,6 +13,11 @@ only while each accumulator's partial sums stay below 2**24 lsb; the lowering li
 past that bound in ``graph.meta['float32_inexact']``, and a Brevitas mismatch is then reported
 as *excused* (the report says why) rather than as a failure.
 
+A model with float (non-power-of-two) scales: Brevitas' float32 arithmetic differs from the
+exact hardware at rounding boundaries. Every differing sample must then be proven a float32
+rounding case (:mod:`qnet.float_proof`); the pair is excused only if all are, and the report
+shows the proof's counts and bound ratios, or the UNEXPLAINED differences.
+
 On a simulator/C-simulation mismatch, the first diverging layer is found by comparing hls4ml's
 per-layer trace with the simulator's trace on the mismatching samples.
 """
@@ -27,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from qnet.float_proof import FloatProof, prove
 from qnet.errors import (
     BuildError,
     QnetError,
@@ -35,6 +39,7 @@ from qnet.errors import (
     UnsupportedLayerError,
     VerificationError,
 )
+from qnet.float_proof import FloatProof, prove
 from qnet.hw.boards import Board
 from qnet.hw.graph import HwGraph
 from qnet.hw.options import DEFAULT_BOARD, BuildOptions
@@ -520,9 +525,7 @@ def verify(
             if proof is not None:
                 excuse = "float32 rounding, proven" if proof.ok else ""
         if "brevitas" in outputs:
-            pairs.append(
-                _compare("brevitas", "simulator", outputs["brevitas"], sim, excuse, proof)
-            )
+            pairs.append(_compare("brevitas", "simulator", outputs["brevitas"], sim, excuse, proof))
         if export is not None:
             csim_out = outputs["csim"]
             pair = _compare("simulator", "csim", sim, csim_out)

@@ -64,21 +64,18 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
             ["module '1' (QuantConv2d)", "groups=2"],
         ),
         (
-            lambda: torch.nn.Sequential(_inp(), _float_scale_act()),
+            lambda: torch.nn.Sequential(
+                _float_scale_act(),
+                qnn.QuantLinear(4, 3, bias=True),  # Brevitas defaults: float scale, float bias
+                qnn.QuantLinear(3, 2, bias=False),
+            ),
             (4,),
-            ["module '1' (QuantIdentity)", "not a power of two", "power-of-two"],
+            ["module '2' (QuantLinear)", "float-scaled output of layer '1'", "QuantReLU"],
         ),
         (
             lambda: torch.nn.Sequential(qnn.QuantLinear(4, 2, bias=False, weight_quant=W4)),
             (4,),
             ["module '0' (QuantLinear)", "unquantised model input", "QuantIdentity"],
-        ),
-        (
-            lambda: torch.nn.Sequential(
-                _inp(), qnn.QuantLinear(4, 3, bias=True, weight_quant=W4, bias_quant=None)
-            ),
-            (4,),
-            ["module '1' (QuantLinear)", "bias", "Int16Bias"],
         ),
         (
             lambda: torch.nn.Sequential(
@@ -95,9 +92,8 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
         "tanh",
         "dilation",
         "groups",
-        "float-scale",
+        "float-accumulator-consumed",
         "no-input-quant",
-        "float-bias",
         "bn-without-act",
     ],
 )
