@@ -70,7 +70,7 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
                 qnn.QuantLinear(3, 2, bias=False),
             ),
             (4,),
-            ["module '2' (QuantLinear)", "float-scaled output of layer '1'", "QuantReLU"],
+            ["module '2' (QuantLinear)", "float accumulator of layer '1'", "QuantReLU"],
         ),
         (
             lambda: torch.nn.Sequential(qnn.QuantLinear(4, 2, bias=False, weight_quant=W4)),
