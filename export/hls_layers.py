@@ -146,6 +146,10 @@ def _dense(layer: Dense, graph: HwGraph, ctx: HlsContext) -> None:
 
 @register_hls_handler("conv")
 def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
+    # hls4ml's Vivado/Vitis convolution kernels ignore ``dilation`` and take groups only as
+    # DepthwiseConv (one channel per group): a grouped or dilated convolution goes out as the
+    # equivalent plain one (block-diagonal weights, zero taps), exactly the same map.
+    layer = layer.dense_equivalent()
     in_shape = graph.in_shape(layer)
     if ctx.in_cf_shape(layer) != in_shape:
         raise UnsupportedLayerError(

@@ -359,7 +359,10 @@ def _dense(layer: Layer, ctx: _Ctx) -> LayerEstimate:
 @register_estimator("conv")
 def _conv(layer: Layer, ctx: _Ctx) -> LayerEstimate:
     assert isinstance(layer, Conv)
-    return _mac_layer(layer, ctx)
+    # the hls4ml export writes a grouped/dilated convolution as its plain equivalent
+    # (block-diagonal weights, zero taps): estimate that layer (zero weights are free
+    # products at reuse 1 with the Latency strategy, real multiplier lanes otherwise)
+    return _mac_layer(layer.dense_equivalent(), ctx)
 
 
 # ----------------------------------------------------------------------------- element-wise

@@ -254,7 +254,10 @@ def _wiring(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) 
 @register_rtl_estimator("dense", "conv")
 def _rtl_mac(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
     assert isinstance(layer, Dense | Conv)
-    adders, add_bits = _rtl_mac_bits(layer, graph)
+    # grouped/dilated: the plain equivalent's extra weights are zeros, which da4ml drops
+    adders, add_bits = _rtl_mac_bits(
+        layer.dense_equivalent() if isinstance(layer, Conv) else layer, graph
+    )
     w2 = layer.weight.reshape(layer.weight.shape[0], -1)
     positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
     mults = int(w2.size) * positions

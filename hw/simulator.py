@@ -488,6 +488,7 @@ def _sim_conv(
     types: list[FixedType],
     post: tuple[Any, ...] = (),
 ) -> np.ndarray:
+    layer = layer.dense_equivalent()  # grouped/dilated: block-diagonal, zero taps (exact)
     x, t_in = xs[0], types[0]
     p = _prepare(layer, t_in)
     dtype, bound = _weighted_dtype(layer, p, x, t_in)

@@ -295,18 +295,20 @@ def _pair(v: Any, dims: int) -> tuple[int, ...]:
 def _lower_conv(ctx: LowerContext, call: Call) -> TensorRef:
     m = call.unit
     dims = 1 if isinstance(m, qnn.QuantConv1d) else 2
-    accepted = "groups=1, dilation=1, integer zero padding (padding_mode='zeros')"
-    if m.groups != 1:
-        raise ctx.unsupported(call, f"groups={m.groups}", accepted)
-    if any(d != 1 for d in _pair(m.dilation, dims)):
-        raise ctx.unsupported(call, f"dilation={m.dilation}", accepted)
+    accepted = "integer zero padding (padding_mode='zeros'); any groups, stride, dilation"
     if isinstance(m.padding, str) or m.padding_mode != "zeros":
         raise ctx.unsupported(
             call, f"padding={m.padding!r}, padding_mode={m.padding_mode!r}", accepted
         )
 
     def make(**kw: Any) -> Conv:
-        return Conv(stride=_pair(m.stride, dims), padding=_pair(m.padding, dims), **kw)
+        return Conv(
+            stride=_pair(m.stride, dims),
+            padding=_pair(m.padding, dims),
+            groups=m.groups,
+            dilation=_pair(m.dilation, dims),
+            **kw,
+        )
 
     return _weighted(ctx, call, make)
 
