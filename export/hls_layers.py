@@ -25,6 +25,7 @@ from qnet.hw.fixed import FixedType
 from qnet.hw.graph import (
     Add,
     AvgPool,
+    Concat,
     Conv,
     Dense,
     Flatten,
@@ -278,6 +279,33 @@ def _add(layer: Add, graph: HwGraph, ctx: HlsContext) -> None:
         precision={"result": layer.out_type},
         cf_shape=ctx.in_cf_shape(layer),
     )
+
+
+@register_hls_handler("concat")
+def _concat(layer: Concat, graph: HwGraph, ctx: HlsContext) -> None:
+    for i in range(len(layer.inputs)):
+        if ctx.in_cf_shape(layer, i) != graph.in_shape(layer, i):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({layer.source or 'concat'}): concatenating the output "
+                "of a flatten is not supported by the hls4ml export"
+            )
+    # hls4ml's Concatenate takes two inputs: chain them. Its axis counts the batch (keras):
+    # the channels are last (-1), a spatial axis a of the channels-first shape is a.
+    dims = len(layer.out_shape)
+    axis = -1 if layer.axis == 0 or dims == 1 else layer.axis
+    name = ctx.input_of(layer, 0)
+    cf = list(ctx.in_cf_shape(layer, 0))
+    for i in range(1, len(layer.inputs)):
+        cf[layer.axis] += graph.in_shape(layer, i)[layer.axis]
+        last = i == len(layer.inputs) - 1
+        name = ctx.add(
+            {"class_name": "Concatenate", "op": f"concatenate{dims}d", "axis": axis},
+            hw_name=layer.name if last else None,
+            inputs=[name, ctx.input_of(layer, i)],
+            precision={"result": layer.out_type},
+            cf_shape=tuple(cf) if last else None,
+            name=None if last else f"{layer.name}_part{i}",
+        )
 
 
 @register_hls_handler("multithreshold")

@@ -410,6 +410,13 @@ def _trace_add(
     return cast_array(out, layer.out_type)
 
 
+@register_tracer("concat")
+def _trace_concat(
+    layer: Any, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
+    return np.concatenate([cast_array(x, layer.out_type) for x in xs], axis=layer.axis)
+
+
 @register_tracer("multithreshold")
 def _trace_multithreshold(
     layer: Any, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]

@@ -399,6 +399,15 @@ def _flatten(layer: Layer, ctx: _Ctx) -> LayerEstimate:
     return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
 
 
+@register_estimator("concat")
+def _concat(layer: Layer, ctx: _Ctx) -> LayerEstimate:
+    # io_parallel: wiring (the inputs hold values of the output type: no cast logic);
+    # io_stream: hls4ml copies every beat of each input stream into the output stream
+    if ctx.stream:
+        return _elementwise(layer, ctx, 0.0, "stream copy")
+    return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
+
+
 @register_estimator("relu")
 def _relu(layer: Layer, ctx: _Ctx) -> LayerEstimate:
     # sign test + mux to zero + the cast (a mux per output bit)

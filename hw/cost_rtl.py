@@ -246,7 +246,7 @@ def rtl_row(
     )
 
 
-@register_rtl_estimator("input", "flatten")
+@register_rtl_estimator("input", "flatten", "concat")
 def _wiring(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
     return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
 

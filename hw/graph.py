@@ -46,6 +46,7 @@ __all__ = [
     "AvgPool",
     "Flatten",
     "Add",
+    "Concat",
     "MultiThreshold",
     "HwGraph",
     "LAYER_KINDS",
@@ -401,6 +402,36 @@ class Add(Layer):
         super().__post_init__()
         if len(self.inputs) != 2:
             raise FormatError(f"layer {self.name!r}: add takes two inputs, got {self.inputs}")
+
+
+@register_layer
+@dataclass(frozen=True, eq=False)
+class Concat(Layer):
+    """Concatenation of two or more tensors along per-sample ``axis`` (0: channels).
+
+    Every input is cast to ``out_type`` first (exact: the lowering picks a type that holds
+    every input's values), then the mantissas are concatenated in input order.
+    """
+
+    kind: ClassVar[str] = "concat"
+
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "axis", int(self.axis))
+        if len(self.inputs) < 2:
+            raise FormatError(
+                f"layer {self.name!r}: concat takes two or more inputs, got {self.inputs}"
+            )
+        if not 0 <= self.axis < len(self.out_shape):
+            raise FormatError(
+                f"layer {self.name!r}: axis {self.axis} is not an axis of the per-sample shape "
+                f"{self.out_shape}"
+            )
+
+    def describe(self) -> str:
+        return f"{len(self.inputs)} inputs, axis {self.axis}"
 
 
 @register_layer

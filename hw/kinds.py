@@ -174,6 +174,15 @@ KINDS: dict[str, KindSpec] = {
             "hls4ml Merge (Add) with the result precision",
             "adder + cast",
         ),
+        KindSpec(
+            "concat",
+            "qnet.hw.graph",
+            simulate=Handled(_SIM, "cast each input to out_type (exact), concatenate"),
+            estimate_hls=Handled(_HLS_COST, "wiring (io_parallel), a stream copy (io_stream)"),
+            estimate_rtl=Handled(_RTL_COST, "wiring"),
+            hls4ml=Handled(_HLS, "hls4ml Concatenate, chained pairwise for more inputs"),
+            verilog=Handled(_V, "concatenate the traced values (after the exact casts)"),
+        ),
         _elementwise(
             "multithreshold",
             "count the thresholds each value reaches",

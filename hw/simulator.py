@@ -51,6 +51,7 @@ from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import (
     Add,
     AvgPool,
+    Concat,
     Conv,
     Dense,
     Flatten,
@@ -570,6 +571,18 @@ def _sim_add(
     a = _shift_left(xs[0], frac - types[0].frac, f"layer {layer.name!r} input 0")
     b = _shift_left(xs[1], frac - types[1].frac, f"layer {layer.name!r} input 1")
     return layer.out_type.quantize_int(a + b, frac)
+
+
+@register_simulator("concat")
+def _sim_concat(
+    layer: Concat, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
+    t = layer.out_type
+    parts = [
+        x if t_in == t else t.quantize_int(x.astype(np.int64), t_in.frac)
+        for x, t_in in zip(xs, types, strict=True)
+    ]
+    return np.concatenate(parts, axis=layer.axis + 1)
 
 
 @register_simulator("multithreshold")
