@@ -148,9 +148,13 @@ def _dense(layer: Dense, graph: HwGraph, ctx: HlsContext) -> None:
 @register_hls_handler("conv")
 def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
     # hls4ml's Vivado/Vitis convolution kernels ignore ``dilation`` and take groups only as
-    # DepthwiseConv (one channel per group): a grouped or dilated convolution goes out as the
-    # equivalent plain one (block-diagonal weights, zero taps), exactly the same map.
-    layer = layer.dense_equivalent()
+    # DepthwiseConv (one channel per group): a dilated kernel goes out with zero taps, a
+    # depthwise one as DepthwiseConv1D/2D, any other grouped one as the equivalent plain
+    # convolution (block-diagonal weights). Each is exactly the same map.
+    layer = layer.undilated()
+    depthwise = layer.is_depthwise
+    if not depthwise:
+        layer = layer.dense_equivalent()
     in_shape = graph.in_shape(layer)
     if ctx.in_cf_shape(layer) != in_shape:
         raise UnsupportedLayerError(
@@ -163,11 +167,17 @@ def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
         "bias_data": _bias_values(layer),
         "dilation": 1,
     }
+    # keras layout (*k, in, out) from (out, in, *k); depthwise: (*k, channels, 1)
+    perm = tuple(range(2, 2 + layer.dims)) + ((0, 1) if depthwise else (1, 0))
+    kernel = layer.weight_type.from_int(layer.weight.transpose(perm).copy())
+    if depthwise:
+        attrs.update(depthwise_data=kernel, depth_multiplier=1)
+    else:
+        attrs.update(weight_data=kernel)
+    prefix = "Depthwise" if depthwise else ""
     if layer.dims == 1:
-        # keras layout (k, in, out) from (out, in, k)
         attrs.update(
-            class_name="Conv1D",
-            weight_data=layer.weight_type.from_int(layer.weight.transpose(2, 1, 0).copy()),
+            class_name=f"{prefix}Conv1D",
             in_width=in_shape[1],
             out_width=layer.out_shape[1],
             filt_width=layer.kernel[0],
@@ -177,8 +187,7 @@ def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
         )
     else:
         attrs.update(
-            class_name="Conv2D",
-            weight_data=layer.weight_type.from_int(layer.weight.transpose(2, 3, 1, 0).copy()),
+            class_name=f"{prefix}Conv2D",
             in_height=in_shape[1],
             in_width=in_shape[2],
             out_height=layer.out_shape[1],

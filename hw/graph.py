@@ -310,6 +310,26 @@ class Conv(_Weighted):
         """True for ``groups = 1``, ``dilation = 1`` (a plain convolution)."""
         return self.groups == 1 and all(d == 1 for d in self.dilation)
 
+    @property
+    def is_depthwise(self) -> bool:
+        """One input and one output channel per group (``groups = in = out channels``)."""
+        return self.groups == self.in_channels == self.out_features and self.groups > 1
+
+    def undilated(self) -> Conv:
+        """The same map with ``dilation = 1``: ``dilation - 1`` zero taps between the taps.
+
+        Exact (the extra weights are zeros); groups are kept. Returns ``self`` if undilated.
+        """
+        if all(d == 1 for d in self.dilation):
+            return self
+        cached = self.__dict__.get("_undilated")
+        if cached is None:
+            full = np.zeros((*self.weight.shape[:2], *self.span), dtype=np.int64)
+            full[(Ellipsis, *(slice(None, None, d) for d in self.dilation))] = self.weight
+            cached = dataclasses.replace(self, weight=full, dilation=(1,) * self.dims)
+            self.__dict__["_undilated"] = cached  # frozen: cache outside the fields
+        return cached
+
     def dense_equivalent(self) -> Conv:
         """The same map as a plain convolution (``groups = 1``, ``dilation = 1``).
 
@@ -322,14 +342,14 @@ class Conv(_Weighted):
         cached = self.__dict__.get("_dense_equivalent")
         if cached is not None:
             return cached
-        m, cg = self.out_features, int(self.weight.shape[1])
-        mg = m // self.groups
-        full = np.zeros((m, self.in_channels, *self.span), dtype=np.int64)
-        taps = (Ellipsis,) + tuple(slice(None, None, d) for d in self.dilation)
-        for g in range(self.groups):
-            block = full[g * mg : (g + 1) * mg, g * cg : (g + 1) * cg]
-            block[taps] = self.weight[g * mg : (g + 1) * mg]
-        plain = dataclasses.replace(self, weight=full, groups=1, dilation=(1,) * self.dims)
+        conv = self.undilated()
+        m, cg = conv.out_features, int(conv.weight.shape[1])
+        mg = m // conv.groups
+        full = np.zeros((m, conv.in_channels, *conv.kernel), dtype=np.int64)
+        for g in range(conv.groups):
+            block = slice(g * mg, (g + 1) * mg)
+            full[block, g * cg : (g + 1) * cg] = conv.weight[block]
+        plain = dataclasses.replace(conv, weight=full, groups=1)
         self.__dict__["_dense_equivalent"] = plain  # frozen: cache outside the fields
         return plain
 

@@ -141,15 +141,15 @@ KINDS: dict[str, KindSpec] = {
             "qnet.hw.graph",
             simulate=Handled(_SIM, "exact im2col matmul in acc_type, then cast"),
             estimate_hls=Handled(
-                _HLS_COST, "dense rule per output position (of the plain equivalent), line buffers"
+                _HLS_COST, "dense rule per output position (as exported), line buffers"
             ),
             estimate_rtl=Handled(
                 _RTL_COST, "dense rule per position, padding and zero (group/dilation) taps dropped"
             ),
             hls4ml=Handled(
                 _HLS,
-                "hls4ml Conv1D/Conv2D; groups/dilation as the equivalent plain convolution "
-                "(block-diagonal weights, zero taps: hls4ml's kernels ignore dilation)",
+                "hls4ml Conv1D/Conv2D, DepthwiseConv1D/2D for depthwise; dilation as zero "
+                "taps (hls4ml's kernels ignore it), other groups block-diagonal",
             ),
             verilog=Handled(_V, "da4ml CMVM per output position and group + cast"),
         ),

@@ -121,9 +121,15 @@ def test_dense_equivalent_is_the_same_map() -> None:
 @pytest.mark.csim
 @pytest.mark.rtl
 @pytest.mark.parametrize("dims", [2, pytest.param(1, marks=pytest.mark.slow)])
-def test_grouped_dilated_conv_csim_and_rtl_exact(dims: int) -> None:
+def test_grouped_dilated_conv_csim_and_rtl_exact(dims: int, tmp_path: Path) -> None:
     m = build(dims)
     x = _inputs(dims, 64, 10 + dims)
-    report = qnet.verify(m, x, rtl=True)
+    graph = qnet.lower(m, torch.zeros(1, 4, *([SIZE] * dims)))
+    export = qnet.to_hls4ml(graph, output_dir=tmp_path / "prj")
+    classes = [layer.class_name for layer in export.hls_model.get_layers()]
+    # depthwise as hls4ml's DepthwiseConv; grouped/dilated ones as plain convolutions
+    assert classes.count(f"DepthwiseConv{dims}D") == 1 and classes.count(f"Conv{dims}D") == 2
+    export.compile()
+    report = qnet.verify(m, x, rtl=True, graph=graph, hls_export=export)
     assert report.all_exact, report.table()
     assert {r.name for r in report.executors if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
