@@ -325,7 +325,8 @@ class Conv(_Weighted):
         cached = self.__dict__.get("_undilated")
         if cached is None:
             full = np.zeros((*self.weight.shape[:2], *self.span), dtype=np.int64)
-            full[(Ellipsis, *(slice(None, None, d) for d in self.dilation))] = self.weight
+            taps: tuple[Any, ...] = (Ellipsis, *(slice(None, None, d) for d in self.dilation))
+            full[taps] = self.weight
             cached = dataclasses.replace(self, weight=full, dilation=(1,) * self.dims)
             self.__dict__["_undilated"] = cached  # frozen: cache outside the fields
         return cached
