@@ -88,13 +88,14 @@ def _flatten(layer: Flatten, graph: HwGraph, ctx: HlsContext) -> None:
         return
     # A reshape in hls4ml (free in hardware): the data stays in channels-last order, so the
     # tensor keeps the channels-first logical shape of its input; the next Dense permutes
-    # its columns to read it.
+    # its columns to read it. With every spatial size 1 (a global pool) both orders agree.
+    flat = all(s == 1 for s in in_cf[1:])
     ctx.add(
         {"class_name": "Reshape", "target_shape": [int(np.prod(in_cf))]},
         hw_name=layer.name,
         inputs=[ctx.input_of(layer)],
         precision={"result": layer.out_type},
-        cf_shape=in_cf,
+        cf_shape=(int(np.prod(in_cf)),) if flat else in_cf,
     )
 
 

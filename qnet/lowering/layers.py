@@ -47,6 +47,7 @@ from qnet.lowering.host import (
     host_ops_of_module,
     replay_pending,
 )
+from qnet.lowering.pooling import mean_pool
 from qnet.lowering.quant import acc_type_for, fixed_type_of, quantiser_kind, weight_mantissas
 
 with warnings.catch_warnings():
@@ -374,11 +375,11 @@ def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
     kernel = _pair(m.kernel_size, dims)
     stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
     n = int(np.prod(kernel))
-    accepted = "padding=0, ceil_mode=False, no divisor_override, a power-of-two window size"
+    accepted = "padding=0, ceil_mode=False, no divisor_override"
     if any(_pair(m.padding, dims)) or m.ceil_mode or getattr(m, "divisor_override", None):
         raise ctx.unsupported(call, "padding/ceil_mode/divisor_override", accepted)
-    if n & (n - 1):
-        raise ctx.unsupported(call, f"a window of {n} values (the mean is not exact)", accepted)
+    if n & (n - 1):  # exact sum in hardware, torch's float32 division pending (pooling.py)
+        return mean_pool(ctx, call, ref, kernel, _shape(call.output), stride)
     log2n = n.bit_length() - 1
     t = ref.type
     out_type = FixedType(t.width + log2n, t.integer, t.signed, t.rounding, t.overflow)
