@@ -21,7 +21,7 @@ from brevitas.quant import (  # noqa: E402
 
 import qnet  # noqa: E402
 from qnet.hw.fixed import FixedType  # noqa: E402
-from qnet.hw.graph import Conv, HwGraph  # noqa: E402
+from qnet.hw.graph import Conv, HwGraph, Input  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -133,3 +133,26 @@ def test_grouped_dilated_conv_csim_and_rtl_exact(dims: int, tmp_path: Path) -> N
     report = qnet.verify(m, x, rtl=True, graph=graph, hls_export=export)
     assert report.all_exact, report.table()
     assert {r.name for r in report.executors if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_grouped_simulation_equals_its_plain_equivalent(wide: bool) -> None:
+    """The simulator's grouped/dilated kernel (batched over the groups) against the same map
+    as a plain convolution, on the float path and on the int64 path (bound past 2**53)."""
+    rng = np.random.default_rng(3)
+    in_t = FixedType(40, 20) if wide else FixedType(6, 3)
+    w_t = FixedType(16, 4) if wide else FixedType(4, 1)
+    weight = rng.integers(w_t.int_min, w_t.int_max + 1, size=(6, 2, 3, 2))
+    acc = FixedType(62, 30) if wide else FixedType(24, 12)
+    out = FixedType(50, 26) if wide else acc  # from_int: at most 53 bits
+    conv = Conv(
+        "c", ("in",), (6, 3, 3), out, weight=weight, weight_type=w_t, acc_type=acc,
+        stride=(2, 1), padding=(1, 0), groups=3, dilation=(2, 3),
+    )  # fmt: skip
+    graphs = [
+        HwGraph((Input("in", (), (6, 7, 6), in_t), layer))
+        for layer in (conv, conv.dense_equivalent())
+    ]
+    x = in_t.from_int(rng.integers(in_t.int_min, in_t.int_max + 1, size=(16, 6, 7, 6)))
+    got, want = (qnet.simulate(g, x) for g in graphs)
+    assert np.array_equal(got, want) and np.abs(want).max() > (2.0**20 if wide else 0)
