@@ -48,13 +48,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from qnet.errors import ConfigError
 from qnet.hw.boards import Board
 from qnet.hw.cost_common import LayerEstimate, _bit_length, _csd_nonzeros, _odd_part
-from qnet.hw.graph import AvgPool, Conv, Dense, HwGraph, Layer, MaxPool, MultiThreshold
+from qnet.hw.fixed import FixedType, Overflow
+from qnet.hw.graph import (
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    HwGraph,
+    Layer,
+    MaxPool,
+    MultiThreshold,
+    Quant,
+    ReLU,
+)
 from qnet.hw.options import BuildOptions
 
 __all__ = [
@@ -73,23 +86,29 @@ __all__ = [
 class RtlFamilyModel:
     """Per-family constants of the RTL-flow (da4ml shift-add) model, fitted to yosys runs.
 
-    ``lut_per_adder_bit`` and ``lut_per_logic_bit`` turn the counted adder bits and
-    cast/ReLU/max-pool bits into the family's LUTs; ``carry_per_adder_bit`` turns adder bits
-    into carry cells (CARRY4 = 4 bits, SB_CARRY = 1 bit, CCU2C = 2 bits, times the fraction
-    of adder bits yosys keeps on a chain).
+    Two kinds of adder bits are counted apart because yosys maps them differently: product
+    bits (the shared constant products ``x * u`` of each input, whose outputs fan out to many
+    sums) stay two-operand adders on the carry chain, while sum bits (each output's adder
+    tree, single-fanout chains) are merged by yosys' ``alumacc`` into multi-operand adders,
+    built as carry-save LUT logic in front of one carry chain. ``lut_per_logic_bit`` turns the
+    cast/ReLU/max-pool bits into LUTs; the carry constants turn adder bits into carry cells
+    (CARRY4 = 4 bits, SB_CARRY = 1 bit, CCU2C = 2 bits, times the fraction yosys keeps on a
+    chain).
     """
 
     name: str
-    lut_per_adder_bit: float
+    lut_per_product_bit: float
+    lut_per_sum_bit: float
     lut_per_logic_bit: float
-    carry_per_adder_bit: float
+    carry_per_product_bit: float
+    carry_per_sum_bit: float
 
 
 #: Fitted to the yosys figures in the module docstring (tests/hw/test_estimate_rtl.py).
 RTL_FAMILY_MODELS: dict[str, RtlFamilyModel] = {
-    "xilinx": RtlFamilyModel("xilinx", 0.51, 0.70, 0.19),
-    "ice40": RtlFamilyModel("ice40", 0.53, 0.0, 0.34),
-    "ecp5": RtlFamilyModel("ecp5", 0.22, 0.09, 0.18),
+    "xilinx": RtlFamilyModel("xilinx", 0.51, 0.51, 0.70, 0.19, 0.19),
+    "ice40": RtlFamilyModel("ice40", 1.66, 0.793, 0.0, 1.204, 0.454),
+    "ecp5": RtlFamilyModel("ecp5", 0.367, 0.448, 0.0, 0.765, 0.249),
 }
 #: board family -> RTL model
 RTL_FAMILY_OF: dict[str, str] = {
@@ -114,6 +133,101 @@ def rtl_family_model(family: str) -> RtlFamilyModel:
             f"{', '.join(sorted(RTL_FAMILY_OF))}"
         )
     return RTL_FAMILY_MODELS[key]
+
+
+#: (lo, hi) int64 mantissa bounds of a tensor: one entry per feature of a flat tensor, one per
+#: channel of a tensor with spatial dims.
+Bounds = tuple[np.ndarray, np.ndarray]
+
+
+def _full(t: FixedType, shape: tuple[int, ...]) -> Bounds:
+    n = int(shape[0]) if len(shape) > 1 else int(np.prod(shape))
+    return np.full(n, t.int_min, dtype=np.int64), np.full(n, t.int_max, dtype=np.int64)
+
+
+def _cast_bounds(t: FixedType, lo: np.ndarray, hi: np.ndarray, frac: int) -> Bounds:
+    """Bounds after casting exact values ``[lo, hi] * 2**-frac`` into ``t`` (rounding and
+    saturation are monotone; a wrapping cast of values out of range can give anything)."""
+    scale = np.ldexp(1.0, -frac)
+    if t.overflow == Overflow.WRAP and (
+        float(lo.min(initial=0)) * scale < t.min or float(hi.max(initial=0)) * scale > t.max
+    ):
+        return _full(t, lo.shape)
+    return t.quantize_int(lo, frac), t.quantize_int(hi, frac)
+
+
+def _mac_bounds(layer: Dense | Conv, x: Bounds, x_t: FixedType) -> Bounds:
+    """Bounds of ``W x + b`` (accumulator mantissas, ``frac`` of the exact sum)."""
+    w = layer.weight.astype(np.int64)
+    pos, neg = np.maximum(w, 0), np.minimum(w, 0)
+    shape = (w.shape[0], w.shape[1]) + (1,) * (w.ndim - 2)
+    lo_x, hi_x = x[0].reshape(1, -1, *shape[2:]), x[1].reshape(1, -1, *shape[2:])
+    tap_hi = pos * hi_x + neg * lo_x  # per output, input channel and tap
+    tap_lo = pos * lo_x + neg * hi_x
+    axes = tuple(range(1, w.ndim))
+    if isinstance(layer, Conv) and any(layer.padding):
+        # border positions drop the taps in the zero padding: any subset of taps can be missing
+        hi, lo = np.maximum(tap_hi, 0).sum(axis=axes), np.minimum(tap_lo, 0).sum(axis=axes)
+    else:
+        hi, lo = tap_hi.sum(axis=axes), tap_lo.sum(axis=axes)
+    frac = x_t.frac + layer.weight_type.frac
+    if layer.bias is not None and layer.bias_type is not None:
+        b_frac = layer.bias_type.frac
+        top = max(frac, b_frac)
+        b = layer.bias.astype(np.int64) << (top - b_frac)
+        lo, hi, frac = (lo << (top - frac)) + b, (hi << (top - frac)) + b, top
+    lo, hi = _cast_bounds(layer.acc_type, lo, hi, frac)
+    return lo, hi
+
+
+def value_bounds(graph: HwGraph) -> dict[str, Bounds]:
+    """Per layer, bounds of its output mantissas by interval arithmetic (as da4ml's tracer
+    sizes every signal). A feature whose bounds are equal is a constant: da4ml folds it and
+    drops the logic that only fed it. Layer kinds this does not follow get their type's range.
+    """
+    out: dict[str, Bounds] = {}
+    for layer in graph.layers:
+        t = layer.out_type
+        try:
+            if isinstance(layer, Dense | Conv):
+                src = graph[layer.inputs[0]]
+                acc = _mac_bounds(layer, out[src.name], src.out_type)
+                out[layer.name] = _cast_bounds(t, *acc, layer.acc_type.frac)
+            elif isinstance(layer, ReLU | Quant):
+                src = graph[layer.inputs[0]]
+                lo, hi = out[src.name]
+                if isinstance(layer, ReLU):
+                    lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+                out[layer.name] = _cast_bounds(t, lo, hi, src.out_type.frac)
+            elif isinstance(layer, MaxPool):
+                out[layer.name] = out[layer.inputs[0]]
+            elif isinstance(layer, Flatten):
+                src = graph[layer.inputs[0]]
+                reps = int(np.prod(src.out_shape[1:])) if len(src.out_shape) > 1 else 1
+                lo, hi = out[src.name]
+                out[layer.name] = np.repeat(lo, reps), np.repeat(hi, reps)
+            else:
+                out[layer.name] = _full(t, tuple(layer.out_shape))
+        except (KeyError, ValueError, OverflowError, ArithmeticError):
+            out[layer.name] = _full(t, tuple(layer.out_shape))
+    return out
+
+
+def _live(layer: Dense | Conv, graph: HwGraph, bounds: dict[str, Bounds]) -> tuple[Any, Any]:
+    """(live outputs, live inputs) of a dense/conv layer: constant inputs are folded into the
+    bias, and outputs that are constant, or that every consumer (ReLUs) turns into a constant,
+    need no adders."""
+    lo_x, hi_x = bounds[layer.inputs[0]]
+    cols = lo_x != hi_x
+    lo, hi = bounds[layer.name]
+    rows = lo != hi
+    users = [u for u in graph.layers if layer.name in u.inputs]
+    if users and all(isinstance(u, ReLU) for u in users):
+        rows = rows & np.any([bounds[u.name][0] != bounds[u.name][1] for u in users], axis=0)
+    if isinstance(layer, Conv):
+        taps = int(np.prod(layer.kernel))
+        cols = np.repeat(cols, taps)
+    return rows, cols
 
 
 def _tap_masks(layer: Dense | Conv, in_shape: tuple[int, ...]) -> list[tuple[np.ndarray, int]]:
@@ -149,38 +263,43 @@ def _tap_masks(layer: Dense | Conv, in_shape: tuple[int, ...]) -> list[tuple[np.
     return out
 
 
-def _rtl_mac_bits(layer: Dense | Conv, graph: HwGraph) -> tuple[int, float]:
-    """(adders, adder bits) of one constant matrix-vector product as da4ml builds it.
+def _rtl_mac_bits(
+    layer: Dense | Conv, graph: HwGraph, bounds: dict[str, Bounds] | None = None
+) -> tuple[int, float, float]:
+    """(adders, product bits, sum bits) of one constant matrix-vector product as da4ml builds it.
 
     Per input, the distinct odd parts ``u > 1`` of its weights are built once and shared by
-    every output (``nz_csd(u) - 1`` adders of ``a + bit_length(u)`` bits); per output, the
-    ``terms`` nonzero products are summed by ``terms - 1`` adders of
+    every output, one adder of ``a + bit_length(u)`` bits each (product bits: da4ml builds a
+    constant from the others of the same input, as multiple-constant multiplication does, so
+    an odd part costs about one adder however many CSD digits it has); per output, the ``terms`` nonzero products are summed by ``terms - 1`` adders of
     ``min(acc_width, a + w_eff + ceil(log2 terms) / 2)`` bits (the average width of a
-    balanced tree whose lower levels are narrower).
+    balanced tree whose lower levels are narrower: sum bits). Constant inputs and outputs
+    (:func:`value_bounds`) cost nothing, as da4ml folds them.
     """
     src = graph[layer.inputs[0]]
     a = src.out_type.width
     w2 = layer.weight.reshape(layer.weight.shape[0], -1).astype(np.int64)
-    odd = _odd_part(w2)
-    eff = _bit_length(w2)
+    rows, cols = _live(layer, graph, bounds if bounds is not None else value_bounds(graph))
+    odd = _odd_part(w2)[rows]
+    eff = _bit_length(w2)[rows]
     acc_w = layer.acc_type.width
-    adders, bits = 0, 0.0
+    adders, prod_bits, sum_bits = 0, 0.0, 0.0
     for mask, count in _tap_masks(layer, tuple(src.out_shape)):
+        mask = mask & cols
         sub_odd, sub_eff = odd[:, mask], eff[:, mask]
         for col in range(sub_odd.shape[1]):
             u = np.unique(sub_odd[:, col])
             u = u[u > 1]
-            if u.size:
-                c = _csd_nonzeros(u) - 1
-                adders += count * int(c.sum())
-                bits += count * float((c * (a + _bit_length(u))).sum())
+            if u.size:  # one adder per odd part: da4ml builds them from each other
+                adders += count * int(u.size)
+                prod_bits += count * float((a + _bit_length(u)).sum())
         terms = (sub_odd > 0).sum(axis=1)
         n_acc = np.clip(terms - 1, 0, None)
         growth = np.ceil(np.log2(np.maximum(terms, 1))) / 2
         width = np.minimum(acc_w, a + sub_eff.max(axis=1, initial=0) + growth)
         adders += count * int(n_acc.sum())
-        bits += count * float((n_acc * width).sum())
-    return adders, bits
+        sum_bits += count * float((n_acc * width).sum())
+    return adders, prod_bits, sum_bits
 
 
 def _rtl_logic_bits(layer: Layer, graph: HwGraph) -> float:
@@ -201,6 +320,8 @@ def _rtl_logic_bits(layer: Layer, graph: HwGraph) -> float:
     return 0.0
 
 
+#: value bounds of the graph being estimated (id -> bounds), shared by its layers' estimators
+_BOUNDS: dict[int, dict[str, Bounds]] = {}
 #: What one layer costs in the rtl flow: (layer, graph, family constants, board) -> row.
 RtlEstimator = Callable[[Layer, HwGraph, RtlFamilyModel, Board], LayerEstimate]
 #: layer kind -> rtl-flow estimator (explicit registry; duplicates refused)
@@ -228,17 +349,26 @@ def rtl_row(
     mults: int = 0,
     free: int = 0,
     note: str = "",
+    *,
+    sum_bits: float = 0.0,
     **extra: int,
 ) -> LayerEstimate:
-    """The row of a layer with ``add_bits`` adder bits and ``logic_bits`` other logic bits."""
+    """The row of a layer with ``add_bits`` product adder bits, ``sum_bits`` adder-tree bits and
+    ``logic_bits`` other logic bits (see :class:`RtlFamilyModel`)."""
+    lut = (
+        family.lut_per_product_bit * add_bits
+        + family.lut_per_sum_bit * sum_bits
+        + family.lut_per_logic_bit * logic_bits
+    )
+    carry = family.carry_per_product_bit * add_bits + family.carry_per_sum_bit * sum_bits
     return LayerEstimate(
         name=layer.name,
         kind=layer.kind,
         mults=mults,
         lut_mults=mults - free,
         free_mults=free,
-        lut=round(family.lut_per_adder_bit * add_bits + family.lut_per_logic_bit * logic_bits),
-        carry=round(family.carry_per_adder_bit * add_bits),
+        lut=round(lut),
+        carry=round(carry),
         latency_cycles=0,
         ii_cycles=1,
         note=note,
@@ -254,13 +384,14 @@ def _wiring(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) 
 @register_rtl_estimator("dense", "conv")
 def _rtl_mac(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
     assert isinstance(layer, Dense | Conv)
-    adders, add_bits = _rtl_mac_bits(layer, graph)
+    adders, prod_bits, sum_bits = _rtl_mac_bits(layer, graph, _BOUNDS.get(id(graph)))
     w2 = layer.weight.reshape(layer.weight.shape[0], -1)
     positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
     mults = int(w2.size) * positions
     free = int(np.count_nonzero(_csd_nonzeros(w2) <= 1)) * positions
     logic = _rtl_logic_bits(layer, graph)
-    return rtl_row(layer, family, add_bits, logic, mults, free, f"{adders:,} shift-add adders")
+    note = f"{adders:,} shift-add adders"
+    return rtl_row(layer, family, prod_bits, logic, mults, free, note, sum_bits=sum_bits)
 
 
 @register_rtl_estimator("relu", "quant", "add", "maxpool", "avgpool", "multithreshold")
@@ -273,14 +404,18 @@ def _rtl_rows(
 ) -> tuple[list[LayerEstimate], list[str]]:
     rows: list[LayerEstimate] = []
     warnings: list[str] = []
-    for layer in graph.layers:
-        fn = RTL_ESTIMATORS.get(layer.kind)
-        if fn is None:
-            msg = f"no rtl estimate for layer {layer.name!r} of kind {layer.kind!r}"
-            warnings.append(msg + " (counted as zero)")
-            rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note=msg))
-            continue
-        rows.append(fn(layer, graph, family, board))
+    _BOUNDS[id(graph)] = value_bounds(graph)  # once per estimate, not once per layer
+    try:
+        for layer in graph.layers:
+            fn = RTL_ESTIMATORS.get(layer.kind)
+            if fn is None:
+                msg = f"no rtl estimate for layer {layer.name!r} of kind {layer.kind!r}"
+                warnings.append(msg + " (counted as zero)")
+                rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note=msg))
+                continue
+            rows.append(fn(layer, graph, family, board))
+    finally:
+        _BOUNDS.pop(id(graph), None)
     return rows, warnings
 
 
