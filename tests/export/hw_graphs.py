@@ -158,7 +158,12 @@ def random_inputs(graph: HwGraph, n: int, seed: int = 1) -> np.ndarray:
 def from_spec(spec: dict) -> HwGraph:
     """A graph from a stored spec: ``{"kind": "mlp", "bits", "seed", "n_in", "hidden"}`` or
     ``{"kind": "conv", "dims", "bits", "seed", "size", "ch"[, "fc"]}`` (tests/data/rtl_open_flow.json;
-    ``fc``, the first dense layer's width, defaults to 16)."""
+    ``fc``, the first dense layer's width, defaults to 16) or ``{"kind": "file", "path"}`` (an
+    HwGraph file under tests/data)."""
+    if spec["kind"] == "file":  # a stored HwGraph, e.g. of a trained model
+        from pathlib import Path
+
+        return HwGraph.load(Path(__file__).parents[1] / "data" / spec["path"])
     if spec["kind"] == "mlp":
         return make_mlp(
             spec["bits"], seed=spec["seed"], n_in=spec["n_in"], hidden=tuple(spec["hidden"])
