@@ -48,7 +48,7 @@ LUT: iCE40 0.84-1.19 fitted (8 designs), 0.82-1.18 held out (6, mean error 8 %);
 0.83-1.21 fitted, 0.52-1.19 held out (mean error 27 %: the LUT4 count follows yosys' adder
 merging, see above; the trained MLP 0.73, the smallest ConvNet 0.52); Xilinx 0.63-1.48 fitted
 (10), 0.68-0.99 held out (6; 8-bit designs are under-estimated, 0.63-0.78). CARRY: 0.62-1.39
-fitted, 0.38-1.73 held out. After place and route iCE40 uses 5-60 % more LUTs than yosys
+fitted, 0.38-1.73 held out. After place and route iCE40 uses 3-62 % more LUTs than yosys
 counts (route-throughs for carries and flip-flops; most on the smallest designs), ECP5 within
 1 %. The Xilinx constants replace those fitted on yosys 0.23 (apt), which is not on the
 machines any more. Tests: tests/hw/test_estimate_rtl.py.
@@ -286,9 +286,10 @@ def _rtl_mac_bits(
     Per input, the distinct odd parts ``u > 1`` of its weights are built once and shared by
     every output, one adder of ``a + bit_length(u)`` bits each (product bits: da4ml builds a
     constant from the others of the same input, as multiple-constant multiplication does, so
-    an odd part costs about one adder however many CSD digits it has); per output, the ``terms`` nonzero products are summed by ``terms - 1`` adders of
-    ``min(acc_width, a + w_eff + ceil(log2 terms) / 2)`` bits (the average width of a
-    balanced tree whose lower levels are narrower: sum bits). Constant inputs and outputs
+    an odd part costs about one adder however many CSD digits it has); per output, the
+    ``terms`` nonzero products are summed by ``terms - 1`` adders of ``min(acc_width, a +
+    w_eff + ceil(log2 terms) / 2)`` bits (the average width of a balanced tree whose lower
+    levels are narrower: sum bits). Constant inputs and outputs
     (:func:`value_bounds`) cost nothing, as da4ml folds them.
     """
     src = graph[layer.inputs[0]]
