@@ -91,7 +91,7 @@ def test_interrupt_keeps_last_complete_checkpoint(tmp_path, small, monkeypatch):
     out = tmp_path / "int"
     train(_config(small), replace(cfg, epochs=1), small, out, **FAST)
     before = (out / "model.ckpt").read_bytes()
-    import qnet.train as qtrain
+    import qnet.train_loop as qtrain
 
     calls = {"n": 0}
     real = qtrain.evaluate
@@ -172,7 +172,7 @@ def test_default_model_config_per_bit_width(small):
 
 
 def test_augment_shifts_a_fraction_and_adds_noise():
-    from qnet.train import _augment
+    from qnet.train_loop import _augment
 
     torch.manual_seed(0)
     x = torch.rand(3000, 1, 8, 8) * 0.8 + 0.1  # no pixel near the clip limits
@@ -345,7 +345,7 @@ def test_val_fraction_zero_keeps_last_epoch(tmp_path, small):
 
 
 def test_checkpoint_is_the_best_epoch_on_validation(tmp_path, small, monkeypatch):
-    import qnet.train as qtrain
+    import qnet.train_loop as qtrain
 
     real = qtrain.evaluate
     scores = [0.5, 0.9, 0.7]  # epoch 2 is the best on validation
@@ -373,7 +373,7 @@ def test_checkpoint_is_the_best_epoch_on_validation(tmp_path, small, monkeypatch
 
 
 def test_early_stopping(tmp_path, small, monkeypatch):
-    import qnet.train as qtrain
+    import qnet.train_loop as qtrain
 
     real = qtrain.evaluate
     scores = [0.8, 0.6, 0.6, 0.9, 0.9]
