@@ -26,6 +26,7 @@ __all__ = [
 
 _OPTIMIZERS = ("adam", "sgd")
 _SCHEDULES = ("cosine", "step")
+_WARM_STARTS = ("auto", "float", "none")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class TrainConfig:
     early_stopping : int
         Stop after this many epochs without a better validation accuracy (0: never; needs a
         validation split).
+    warm_start : {'auto', 'float', 'none'}
+        ``float``: first train the same architecture without quantisers (same recipe and
+        seed), then start quantisation-aware training from its weights (it also serves as the
+        ``--float-baseline``). ``auto``: ``float`` for the zoo's lstm (its float twin trains
+        ~10x faster than the QuantLSTM, so it costs little), ``none`` otherwise.
     """
 
     optimizer: str = "adam"
@@ -76,6 +82,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     early_stopping: int = 0
+    warm_start: str = "auto"
 
     def __post_init__(self) -> None:
         if self.optimizer not in _OPTIMIZERS:
@@ -117,6 +124,14 @@ class TrainConfig:
             raise ConfigError(
                 f"early-stopping must be a non-negative number of epochs, got {stop!r}"
             )
+        if self.warm_start not in _WARM_STARTS:
+            raise ConfigError(
+                f"warm-start {self.warm_start!r} unknown; choose {', '.join(_WARM_STARTS)}"
+            )
+
+    def warm_starts(self, kind: str) -> bool:
+        """Whether a model of ``kind`` starts from its float twin's weights."""
+        return self.warm_start == "float" or (self.warm_start == "auto" and kind == "lstm")
 
 
 def default_model_config(
