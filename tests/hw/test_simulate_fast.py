@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from qnet.errors import DataError
 from qnet.hw.fixed import FixedType, Overflow, Rounding
 from qnet.hw.graph import Conv, Dense, Flatten, HwGraph, Input, MaxPool, Quant, ReLU
+from qnet.hw.sim_arith import _requant
 from qnet.hw.simulator import (
     _quantize_input,
-    _requant,
     chunk_size,
     simulate,
     simulate_int,
