@@ -237,7 +237,10 @@ def _train(
     seconds_before = 0.0
     float_result: dict[str, Any] | None = None
     if not resume and cfg.warm_starts(model_config.kind):
-        float_result, float_state = _float_run(model_config, cfg, dataset, augment, device, quiet)
+        float_result, float_state = _float_run(
+            model_config, cfg, dataset, augment, device, quiet,
+            f"it is the warm start of the quantised model; nothing is saved in {out} yet",
+        )  # fmt: skip
         _load_float_weights(loop.model, float_state, model_config)
     if resume:
         ckpt = load_checkpoint(ckpt_path)
@@ -349,7 +352,11 @@ def _train(
         metrics["warm_start"] = "float"
     if float_baseline:
         if float_result is None:
-            float_result, _ = _float_run(model_config, cfg, dataset, augment, device, quiet)
+            float_result, _ = _float_run(
+                model_config, cfg, dataset, augment, device, quiet,
+                f"the quantised model's {CHECKPOINT_NAME} in {out} holds its last epoch but "
+                "metrics.json is not written; continue with --resume",
+            )  # fmt: skip
         metrics["float_baseline"] = float_result
         metrics["quantisation_cost"] = (
             metrics["float_baseline"]["test_accuracy"] - metrics["test_accuracy"]
@@ -416,20 +423,27 @@ def _float_run(
     augment: bool,
     device: Any,
     quiet: bool,
+    on_interrupt: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The same architecture without quantisers, same recipe, seed and model selection: its
-    metrics (the float baseline) and its best weights (a warm start)."""
+    metrics (the float baseline) and its best weights (a warm start). ``on_interrupt`` says,
+    after Ctrl-C, what has been saved."""
     from dataclasses import replace
 
     float_config = replace(model_config, quantize=False)
     loop = EpochLoop(build_seeded(float_config, cfg, dataset), cfg, dataset, augment, device)
-    progress, task = _progress(quiet, f"{model_config.kind} float baseline", cfg.epochs, 0)
+    progress, task = _progress(quiet, f"{model_config.kind} float twin", cfg.epochs, 0)
     t0 = time.perf_counter()
     try:
         while loop.epoch < cfg.epochs and not loop.stopped_early:
             loop.run_epoch()
             if progress is not None:
                 progress.update(task, advance=1, info=loop.info())
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"training interrupted during epoch {loop.epoch + 1}/{cfg.epochs} of the float "
+            f"twin (same architecture without quantisers); {on_interrupt}"
+        ) from None
     finally:
         if progress is not None:
             progress.stop()

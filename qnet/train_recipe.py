@@ -65,8 +65,12 @@ class TrainConfig:
     warm_start : {'auto', 'float', 'none'}
         ``float``: first train the same architecture without quantisers (same recipe and
         seed), then start quantisation-aware training from its weights (it also serves as the
-        ``--float-baseline``). ``auto``: ``float`` for the zoo's lstm (its float twin trains
-        ~10x faster than the QuantLSTM, so it costs little), ``none`` otherwise.
+        ``--float-baseline``). ``auto``: ``float`` for the zoo's lstm and convnet1d, ``none``
+        otherwise. Measured (``benchmarks/accuracy.py``, seed 0, 30 epochs): lstm on the 1-D
+        signals set 4-bit 80.5 % cold, 87.7 % warm (float 88.8 %), on the 64-step sequences
+        4-bit 98.8 % warm (87.6 % before); convnet1d on digits-rows 8-bit 96.1 % cold, 96.4 %
+        warm (float 97.2 %). The float twins train 4-20x faster than their quantised models,
+        so the warm start costs little; convnet2d and mlp meet their targets cold.
     """
 
     optimizer: str = "adam"
@@ -131,7 +135,8 @@ class TrainConfig:
 
     def warm_starts(self, kind: str) -> bool:
         """Whether a model of ``kind`` starts from its float twin's weights."""
-        return self.warm_start == "float" or (self.warm_start == "auto" and kind == "lstm")
+        auto = kind in ("lstm", "convnet1d")
+        return self.warm_start == "float" or (self.warm_start == "auto" and auto)
 
 
 def default_model_config(

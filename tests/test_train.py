@@ -615,3 +615,16 @@ def test_warm_start_runs_the_float_twin_once(tmp_path, monkeypatch):
     assert len(runs) == 1
     with pytest.raises(ConfigError, match="warm-start"):
         TrainConfig(warm_start="yes")
+
+
+def test_interrupt_in_the_float_twin_is_a_clean_error(tmp_path, small, monkeypatch):
+    import qnet.train_loop as qloop
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qloop, "evaluate", interrupt)
+    cfg = TrainConfig(epochs=1, batch_size=32, warm_start="float")
+    with pytest.raises(TrainingInterrupted, match="float twin.*nothing is saved"):
+        train(_config(small), cfg, small, tmp_path / "i", **FAST)
+    assert not any((tmp_path / "i").iterdir())

@@ -81,7 +81,7 @@ def train_command(
         "auto",
         "--warm-start",
         help="float: train the float twin first and start from its weights (it is also the "
-        "--float-baseline); none; auto: float for lstm, none otherwise.",
+        "--float-baseline); none; auto: float for lstm and convnet1d, none otherwise.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(
