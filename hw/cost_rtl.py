@@ -36,22 +36,24 @@ sum_bits``, per family (:data:`RTL_FAMILY_MODELS`). FF = 0 for combinational log
 Latency is ``N`` cycles, II 1.
 
 Calibration (tests/data/rtl_open_flow.json, ``python benchmarks/rtl.py collect``, then
-``fit`` for the constants and ``table`` for the figures): YoWASP yosys 0.70 (``synth_ice40
--dsp``, ``synth_ecp5``, ``synth_xilinx -family xc7``) through
+``fit`` for the constants and ``table`` for the figures; docs/rtl_estimator.md): YoWASP yosys
+0.70 (``synth_ice40 -dsp``, ``synth_ecp5``, ``synth_xilinx -family xc7``) through
 :func:`qnet.export.opensynth.run_open_flow`, with nextpnr 0.11.1 place and route on the
 icebreaker and the ulx3s (Xilinx: synthesis only, there is no open place and route for it
 here); seeded MLPs and ConvNets at 2, 4 and 8 bits, plus a 2-bit MLP trained on digits. The
-constants are least squares on the relative error over the fitted rows; per family the form
-(one constant for all adder bits, or product and sum bits apart) with the smaller
-leave-one-out error was kept. Held-out designs were chosen before any fit. Estimate / yosys
-LUT: iCE40 0.84-1.19 fitted (8 designs), 0.82-1.18 held out (6, mean error 8 %); ECP5
-0.83-1.21 fitted, 0.52-1.19 held out (mean error 27 %: the LUT4 count follows yosys' adder
-merging, see above; the trained MLP 0.73, the smallest ConvNet 0.52); Xilinx 0.63-1.48 fitted
-(10), 0.68-0.99 held out (6; 8-bit designs are under-estimated, 0.63-0.78). CARRY: 0.62-1.39
-fitted, 0.38-1.73 held out. After place and route iCE40 uses 3-62 % more LUTs than yosys
-counts (route-throughs for carries and flip-flops; most on the smallest designs), ECP5 within
-1 %. The Xilinx constants replace those fitted on yosys 0.23 (apt), which is not on the
-machines any more. Tests: tests/hw/test_estimate_rtl.py.
+constants are least squares on the relative error over the fitted rows; per family and count
+the form (one constant for all adder bits, or product and sum bits apart) with the smaller
+leave-one-out error was kept: one constant for the LUTs of every family, product and sum
+apart for iCE40/ECP5 carry cells. Held-out designs were chosen before any fit. Estimate /
+yosys LUT: iCE40 0.57-1.43 fitted (12 designs, mean error 23 %), 0.63-1.18 held out (7, 17
+%); ECP5 0.57-1.92 fitted (28 %), 0.41-0.93 held out (32 %: the LUT4 count follows yosys'
+adder merging, see above; the trained MLP 0.59); Xilinx 0.64-1.51 fitted (11, 22 %),
+0.69-1.00 held out (6, 17 %). The worst row, ConvNet1d (2,2) fc6 4b (1.43 iCE40, 1.92 ECP5,
+1.51 Xilinx), is a design yosys reduces far below the adders da4ml emits. CARRY: 0.61-1.52
+fitted, 0.40-1.83 held out. After place and route iCE40 uses 3-62 % more LUTs than yosys
+counts (route-throughs for carries and flip-flops; most on the smallest designs), ECP5 0-2 %.
+The Xilinx constants replace those fitted on yosys 0.23 (apt), which is not on the machines
+any more. Tests: tests/hw/test_estimate_rtl.py.
 
 The per-family constants (:data:`RTL_FAMILY_MODELS`) are the only fitted numbers of this model
 and are kept together here; a refit changes that table and the calibration figures above.
@@ -119,9 +121,9 @@ class RtlFamilyModel:
 
 #: Fitted to the yosys figures in the module docstring (tests/hw/test_estimate_rtl.py).
 RTL_FAMILY_MODELS: dict[str, RtlFamilyModel] = {
-    "xilinx": RtlFamilyModel("xilinx", 0.53, 0.53, 0.0, 0.222, 0.222),
-    "ice40": RtlFamilyModel("ice40", 1.66, 0.793, 0.0, 1.204, 0.454),
-    "ecp5": RtlFamilyModel("ecp5", 0.427, 0.427, 0.0, 0.765, 0.249),
+    "xilinx": RtlFamilyModel("xilinx", 0.539, 0.539, 0.0, 0.227, 0.227),
+    "ice40": RtlFamilyModel("ice40", 0.885, 0.885, 0.0, 1.078, 0.479),
+    "ecp5": RtlFamilyModel("ecp5", 0.334, 0.334, 0.0, 0.624, 0.263),
 }
 #: board family -> RTL model
 RTL_FAMILY_OF: dict[str, str] = {

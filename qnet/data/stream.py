@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from qnet.data.datasets import BUILTIN_DATASETS, SPLITS, _check_x, _check_y, load_dataset
+from qnet.data.datasets import (
+    BUILTIN_DATASETS,
+    SPLITS,
+    _check_x,
+    _check_y,
+    checkpoint_split,
+    load_dataset,
+)
 from qnet.errors import DataError
 from qnet.models.config import MODEL_KINDS
 
@@ -220,14 +227,25 @@ def open_split(
 
 
 def checkpoint_stream(
-    ckpt: Any, data: str | None = None, split: str = "test", seed: int = 0
+    ckpt: Any, data: str | None = None, split: str = "test", seed: int | None = None
 ) -> SplitStream:
     """Like :func:`checkpoint_split`, as a :class:`SplitStream` (an ``.npz`` is memory-mapped,
-    not loaded), checked against the model: per-sample shape and label range."""
+    not loaded), checked against the model: per-sample shape and label range.
+
+    A built-in data set is split as at training time: the checkpoint's split seed (``seed``
+    overrides it) and validation fraction."""
     spec = data or ckpt.data_spec
     if not spec:
         raise DataError(f"{ckpt.path}: records no data set; pass --data")
-    method = dict(getattr(ckpt, "normalisation", {}) or {}).get("method")
+    if str(spec) in BUILTIN_DATASETS:
+        ds, x, y = checkpoint_split(ckpt, str(spec), split, seed)
+        return SplitStream(
+            x, y, ds.name, split, ckpt.config.kind, ds.in_shape, ds.num_classes, 1.0, 0.0
+        )
+    norm = dict(getattr(ckpt, "normalisation", {}) or {})
+    if seed is None:
+        seed = int(norm.get("split_seed", 0))
+    method = norm.get("method")
     stream = open_split(spec, ckpt.config.kind, split, seed, minmax=method in (None, "minmax"))
     if tuple(stream.in_shape) != tuple(ckpt.config.in_shape):
         raise DataError(
