@@ -1,8 +1,8 @@
 """Accuracy of the model zoo against a float baseline (issue 14), plus QuantLSTM speed.
 
 Run: ``python benchmarks/accuracy.py [--seed 0] [--epochs 30] [--out runs/bench] [--only NAME]
-[--threads 1]``. For each zoo kind on digits, digits-rows and two generated data sets that are
-not images (``signals``: 1-D signals of 40 samples with outliers, ``sequences``: 64-step
+[--threads 1] [--warm-start auto]``. For each zoo kind on digits, digits-rows and two generated
+data sets that are not images (``signals``: 1-D signals of 40 samples with outliers, ``sequences``: 64-step
 sequences whose class is a motif early in the sequence), it trains the same architecture
 without quantisers (float baseline), 4-bit and 8-bit with the default recipe, and prints test
 accuracy, the quantisation cost and seconds per epoch (forward/backward/step time only).
@@ -104,6 +104,9 @@ def main() -> int:
         "--lstm-timing", action="store_true", help="only the QuantLSTM vs nn.LSTM timing"
     )
     parser.add_argument("--no-lstm-timing", action="store_true")
+    parser.add_argument(
+        "--warm-start", default="auto", help="auto, float or none (TrainConfig.warm_start)"
+    )
     args = parser.parse_args()
 
     from rich.console import Console
@@ -117,7 +120,7 @@ def main() -> int:
 
         table = Table(
             title=f"qnet accuracy vs float (defaults, {args.epochs} epochs, seed {args.seed}, "
-            f"{args.threads} thread(s))"
+            f"warm start {args.warm_start}, {args.threads} thread(s))"
         )
         for col in (
             "model", "data", "float", "4-bit", "cost 4", "8-bit", "cost 8", "ok",
@@ -129,7 +132,7 @@ def main() -> int:
                 continue
             spec = _data_path(args.out, data, args.seed)
             dataset = load_dataset(spec, kind, seed=args.seed)
-            cfg = TrainConfig(seed=args.seed, epochs=args.epochs)
+            cfg = TrainConfig(seed=args.seed, epochs=args.epochs, warm_start=args.warm_start)
             runs = {}
             for bits in (4, 8):
                 config = default_model_config(kind, dataset, w_bits=bits, a_bits=bits)

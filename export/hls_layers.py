@@ -25,6 +25,7 @@ from qnet.hw.fixed import FixedType
 from qnet.hw.graph import (
     Add,
     AvgPool,
+    Concat,
     Conv,
     Dense,
     Flatten,
@@ -87,13 +88,14 @@ def _flatten(layer: Flatten, graph: HwGraph, ctx: HlsContext) -> None:
         return
     # A reshape in hls4ml (free in hardware): the data stays in channels-last order, so the
     # tensor keeps the channels-first logical shape of its input; the next Dense permutes
-    # its columns to read it.
+    # its columns to read it. With every spatial size 1 (a global pool) both orders agree.
+    flat = all(s == 1 for s in in_cf[1:])
     ctx.add(
         {"class_name": "Reshape", "target_shape": [int(np.prod(in_cf))]},
         hw_name=layer.name,
         inputs=[ctx.input_of(layer)],
         precision={"result": layer.out_type},
-        cf_shape=in_cf,
+        cf_shape=(int(np.prod(in_cf)),) if flat else in_cf,
     )
 
 
@@ -146,6 +148,14 @@ def _dense(layer: Dense, graph: HwGraph, ctx: HlsContext) -> None:
 
 @register_hls_handler("conv")
 def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
+    # hls4ml's Vivado/Vitis convolution kernels ignore ``dilation`` and take groups only as
+    # DepthwiseConv (one channel per group): a dilated kernel goes out with zero taps, a
+    # depthwise one as DepthwiseConv1D/2D, any other grouped one as the equivalent plain
+    # convolution (block-diagonal weights). Each is exactly the same map.
+    layer = layer.undilated()
+    depthwise = layer.is_depthwise
+    if not depthwise:
+        layer = layer.dense_equivalent()
     in_shape = graph.in_shape(layer)
     if ctx.in_cf_shape(layer) != in_shape:
         raise UnsupportedLayerError(
@@ -158,11 +168,17 @@ def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
         "bias_data": _bias_values(layer),
         "dilation": 1,
     }
+    # keras layout (*k, in, out) from (out, in, *k); depthwise: (*k, channels, 1)
+    perm = tuple(range(2, 2 + layer.dims)) + ((0, 1) if depthwise else (1, 0))
+    kernel = layer.weight_type.from_int(layer.weight.transpose(perm).copy())
+    if depthwise:
+        attrs.update(depthwise_data=kernel, depth_multiplier=1)
+    else:
+        attrs.update(weight_data=kernel)
+    prefix = "Depthwise" if depthwise else ""
     if layer.dims == 1:
-        # keras layout (k, in, out) from (out, in, k)
         attrs.update(
-            class_name="Conv1D",
-            weight_data=layer.weight_type.from_int(layer.weight.transpose(2, 1, 0).copy()),
+            class_name=f"{prefix}Conv1D",
             in_width=in_shape[1],
             out_width=layer.out_shape[1],
             filt_width=layer.kernel[0],
@@ -172,8 +188,7 @@ def _conv(layer: Conv, graph: HwGraph, ctx: HlsContext) -> None:
         )
     else:
         attrs.update(
-            class_name="Conv2D",
-            weight_data=layer.weight_type.from_int(layer.weight.transpose(2, 3, 1, 0).copy()),
+            class_name=f"{prefix}Conv2D",
             in_height=in_shape[1],
             in_width=in_shape[2],
             out_height=layer.out_shape[1],
@@ -274,6 +289,33 @@ def _add(layer: Add, graph: HwGraph, ctx: HlsContext) -> None:
         precision={"result": layer.out_type},
         cf_shape=ctx.in_cf_shape(layer),
     )
+
+
+@register_hls_handler("concat")
+def _concat(layer: Concat, graph: HwGraph, ctx: HlsContext) -> None:
+    for i in range(len(layer.inputs)):
+        if ctx.in_cf_shape(layer, i) != graph.in_shape(layer, i):
+            raise UnsupportedLayerError(
+                f"layer {layer.name!r} ({layer.source or 'concat'}): concatenating the output "
+                "of a flatten is not supported by the hls4ml export"
+            )
+    # hls4ml's Concatenate takes two inputs: chain them. Its axis counts the batch (keras):
+    # the channels are last (-1), a spatial axis a of the channels-first shape is a.
+    dims = len(layer.out_shape)
+    axis = -1 if layer.axis == 0 or dims == 1 else layer.axis
+    name = ctx.input_of(layer, 0)
+    cf = list(ctx.in_cf_shape(layer, 0))
+    for i in range(1, len(layer.inputs)):
+        cf[layer.axis] += graph.in_shape(layer, i)[layer.axis]
+        last = i == len(layer.inputs) - 1
+        name = ctx.add(
+            {"class_name": "Concatenate", "op": f"concatenate{dims}d", "axis": axis},
+            hw_name=layer.name if last else None,
+            inputs=[name, ctx.input_of(layer, i)],
+            precision={"result": layer.out_type},
+            cf_shape=tuple(cf) if last else None,
+            name=None if last else f"{layer.name}_part{i}",
+        )
 
 
 @register_hls_handler("multithreshold")

@@ -196,16 +196,26 @@ def cast_array(x: np.ndarray, dst: FixedType) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ helpers
 def _window_index(
-    shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...]
+    shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Flat indices of the sliding windows over the trailing spatial dims of a (C, *sp) tensor.
 
-    Returns an int array (C, *out, *kernel).
+    Returns an int array (C, *out, *kernel); with ``dilation`` a window's taps are
+    ``dilation`` apart.
     """
-    idx = np.arange(int(np.prod(shape))).reshape(shape)
     dims = len(kernel)
-    win = np.lib.stride_tricks.sliding_window_view(idx, kernel, axis=tuple(range(1, 1 + dims)))
-    sel = (slice(None),) + tuple(slice(None, None, s) for s in stride)
+    dilation = dilation or (1,) * dims
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    idx = np.arange(int(np.prod(shape))).reshape(shape)
+    win = np.lib.stride_tricks.sliding_window_view(idx, span, axis=tuple(range(1, 1 + dims)))
+    sel = (
+        (slice(None),)
+        + tuple(slice(None, None, s) for s in stride)
+        + tuple(slice(None, None, d) for d in dilation)
+    )
     return np.ascontiguousarray(win[sel])
 
 
@@ -320,13 +330,22 @@ def _trace_conv(
         padded[inner] = x
         x = padded
     dims = layer.dims
-    win = _window_index(x.shape, layer.kernel, layer.stride)  # (C, *out, *k)
+    win = _window_index(x.shape, layer.kernel, layer.stride, layer.dilation)  # (C, *out, *k)
     out_sp = win.shape[1 : 1 + dims]
     perm = (*range(1, 1 + dims), 0, *range(1 + dims, 1 + 2 * dims))
-    cols_idx = win.transpose(perm).reshape(int(np.prod(out_sp)), -1)  # (P, C * prod(k))
-    cols = x.ravel()[cols_idx]
+    win = win.transpose(perm)  # (*out, C, *k)
+    positions = int(np.prod(out_sp))
     w2 = layer.weight.reshape(layer.weight.shape[0], -1)
-    products = _const_matmul(cols, w2.T.copy(), hwconf)  # (P, O)
+    # one constant matrix per group: group g's outputs read group g's input channels only
+    groups, cg = layer.groups, int(layer.weight.shape[1])
+    mg = layer.out_features // groups
+    parts = []
+    for g in range(groups):
+        block = (slice(None),) * dims + (slice(g * cg, (g + 1) * cg),)
+        cols_idx = win[block].reshape(positions, -1)  # (P, cg * prod(k))
+        cols = x.ravel()[cols_idx]
+        parts.append(_const_matmul(cols, w2[g * mg : (g + 1) * mg].T.copy(), hwconf))
+    products = np.concatenate(parts, axis=1)  # (P, O)
     products = np.moveaxis(products.reshape(*out_sp, -1), -1, 0)
     return _accumulate(layer, products, channel_axis=0)
 
@@ -389,6 +408,13 @@ def _trace_add(
     for n, (u, v) in enumerate(zip(a.ravel(), b.ravel(), strict=True)):
         out.ravel()[n] = u + v
     return cast_array(out, layer.out_type)
+
+
+@register_tracer("concat")
+def _trace_concat(
+    layer: Any, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
+    return np.concatenate([cast_array(x, layer.out_type) for x in xs], axis=layer.axis)
 
 
 @register_tracer("multithreshold")

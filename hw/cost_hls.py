@@ -89,7 +89,7 @@ from qnet.hw.graph import (
     MaxPool,
     MultiThreshold,
 )
-from qnet.hw.options import BuildOptions, valid_reuse_factors
+from qnet.hw.options import BuildOptions, matrix_size, valid_reuse_factors
 
 __all__ = ["ESTIMATORS", "register_estimator", "hls_rows"]
 
@@ -233,19 +233,24 @@ def _const_products(
     return n_free, n_lut, n_dsp, dsp, mult_lut
 
 
-def _mac_layer(layer: Dense | Conv, ctx: _Ctx) -> LayerEstimate:
+def _mac_layer(
+    layer: Dense | Conv, ctx: _Ctx, matrix: tuple[int, int] | None = None
+) -> LayerEstimate:
+    """``matrix``: the (n_in, n_out) hls4ml checks the reuse factor against, if not the
+    weight matrix's (a depthwise convolution: its plain equivalent's)."""
     weight = layer.weight
     n_out = int(weight.shape[0])
     w2 = weight.reshape(n_out, -1)  # (n_out, n_in) in the im2col view
     n_in = int(w2.shape[1])
     positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
     reuse = ctx.reuse_for(layer)
-    if (n_in * n_out) % reuse != 0 or reuse not in _valid_cached(n_in, n_out):
-        valid = sorted(_valid_cached(n_in, n_out))
+    v_in, v_out = matrix or (n_in, n_out)
+    if (v_in * v_out) % reuse != 0 or reuse not in _valid_cached(v_in, v_out):
+        valid = sorted(_valid_cached(v_in, v_out))
         shown = ", ".join(map(str, valid[:20])) + (" ..." if len(valid) > 20 else "")
         raise ConfigError(
             f"reuse factor {reuse} is not valid for layer {layer.name!r} "
-            f"({n_in} inputs x {n_out} outputs = {n_in * n_out} products); hls4ml accepts: {shown}"
+            f"({v_in} inputs x {v_out} outputs = {v_in * v_out} products); hls4ml accepts: {shown}"
         )
     in_type = ctx.graph.in_type(layer)
     a_bits = in_type.width
@@ -359,7 +364,13 @@ def _dense(layer: Layer, ctx: _Ctx) -> LayerEstimate:
 @register_estimator("conv")
 def _conv(layer: Layer, ctx: _Ctx) -> LayerEstimate:
     assert isinstance(layer, Conv)
-    return _mac_layer(layer, ctx)
+    # as the hls4ml export writes it: dilation as zero taps, depthwise as DepthwiseConv (one
+    # product per tap and channel), other groups as the plain equivalent (block-diagonal;
+    # zero weights are free products at reuse 1 with the Latency strategy, lanes otherwise)
+    conv = layer.undilated()
+    if conv.is_depthwise:
+        return _mac_layer(conv, ctx, matrix=matrix_size(conv))
+    return _mac_layer(conv.dense_equivalent(), ctx)
 
 
 # ----------------------------------------------------------------------------- element-wise
@@ -393,6 +404,15 @@ def _input(layer: Layer, ctx: _Ctx) -> LayerEstimate:
 
 @register_estimator("flatten")
 def _flatten(layer: Layer, ctx: _Ctx) -> LayerEstimate:
+    return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
+
+
+@register_estimator("concat")
+def _concat(layer: Layer, ctx: _Ctx) -> LayerEstimate:
+    # io_parallel: wiring (the inputs hold values of the output type: no cast logic);
+    # io_stream: hls4ml copies every beat of each input stream into the output stream
+    if ctx.stream:
+        return _elementwise(layer, ctx, 0.0, "stream copy")
     return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
 
 

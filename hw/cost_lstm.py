@@ -156,22 +156,24 @@ def _hls_lstm(layer: Layer, ctx: _Ctx) -> LayerEstimate:
     )
 
 
-def _rtl_const_bits(weight: np.ndarray, a: int, acc_w: int, extra_terms: np.ndarray) -> float:
-    """Adder bits of ``weight @ v`` (``a``-bit ``v``) as :func:`qnet.hw.cost_rtl` counts a
-    dense layer: shared odd parts per input, then ``terms + extra_terms - 1`` adders per
-    output."""
+def _rtl_const_bits(
+    weight: np.ndarray, a: int, acc_w: int, extra_terms: np.ndarray
+) -> tuple[float, float]:
+    """(product bits, sum bits) of ``weight @ v`` (``a``-bit ``v``) as
+    :func:`qnet.hw.cost_rtl` counts a dense layer: shared odd parts per input, then
+    ``terms + extra_terms - 1`` adders per output."""
     odd = _odd_part(weight)
     bits = 0.0
     for col in range(odd.shape[1]):
         u = np.unique(odd[:, col])
         u = u[u > 1]
-        if u.size:
-            bits += float(((_csd_nonzeros(u) - 1) * (a + _bit_length(u))).sum())
+        if u.size:  # one adder per odd part, as qnet.hw.cost_rtl counts it
+            bits += float((a + _bit_length(u)).sum())
     terms = (odd > 0).sum(axis=1) + extra_terms
     n_acc = np.clip(terms - 1, 0, None)
     growth = np.ceil(np.log2(np.maximum(terms, 1))) / 2
     width = np.minimum(acc_w, a + _bit_length(weight).max(axis=1, initial=0) + growth)
-    return bits + float((n_acc * width).sum())
+    return bits, float((n_acc * width).sum())
 
 
 @register_rtl_estimator("lstm")
@@ -180,20 +182,21 @@ def _rtl_lstm(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board
     steps = _steps(layer, graph)
     hid = layer.hidden_size
     x_bits, h_bits = graph.in_type(layer).width, layer.out_type.width
-    add_bits = 0.0
+    add_bits, sum_bits = 0.0, 0.0
     for k in range(4):
         acc_w = layer.acc_types[k].width
         bias = np.full(hid, int(layer.bias is not None))
         u_terms = (layer.hidden_weight[k] != 0).sum(axis=1)
         first = _rtl_const_bits(layer.input_weight[k], x_bits, acc_w, bias)
-        later = _rtl_const_bits(layer.input_weight[k], x_bits, acc_w, bias + u_terms)
-        later += _rtl_const_bits(layer.hidden_weight[k], h_bits, acc_w, np.zeros(hid, int))
-        add_bits += first + (steps - 1) * later
+        later_x = _rtl_const_bits(layer.input_weight[k], x_bits, acc_w, bias + u_terms)
+        later_h = _rtl_const_bits(layer.hidden_weight[k], h_bits, acc_w, np.zeros(hid, int))
+        add_bits += first[0] + (steps - 1) * (later_x[0] + later_h[0])
+        sum_bits += first[1] + (steps - 1) * (later_x[1] + later_h[1])
     add_bits += steps * hid * sum(a * b for a, b in _var_products(layer))
-    add_bits += steps * hid * layer.cell_type.width  # c = f*c + i*g
+    sum_bits += steps * hid * layer.cell_type.width  # c = f*c + i*g
     logic = steps * hid * (4 * layer.gate_types[0].width + 3 * layer.cell_type.width + h_bits)
     rom = steps * lstm_rom_luts(layer, board)
-    row = rtl_row(layer, family, add_bits, float(logic), note="")
+    row = rtl_row(layer, family, add_bits, float(logic), note="", sum_bits=sum_bits)
     free = steps * int(np.count_nonzero(_csd_nonzeros(layer.input_weight) <= 1))
     free += (steps - 1) * int(np.count_nonzero(_csd_nonzeros(layer.hidden_weight) <= 1))
     mults = steps * layer.input_weight.size + (steps - 1) * layer.hidden_weight.size

@@ -3,42 +3,57 @@
 :func:`qnet.export.to_verilog` traces the graph through da4ml into shift-add logic (no
 multipliers, no DSP, no BRAM; purely combinational, or ``pipeline_stages`` register stages).
 For each dense layer and each convolution output position (im2col row; taps that fall in the
-zero padding are dropped, as da4ml drops constant zeros):
+zero padding are dropped, as da4ml drops constant zeros), counting only live features (interval
+bounds, :func:`value_bounds`: an input that is constant, e.g. a ReLU that is zero for every
+input, is folded into the bias, and an output that is constant, or that its ReLU always
+zeroes, needs no logic; da4ml's tracer and yosys drop both):
 
-- constant products: per input, every distinct odd part ``u > 1`` of its weights is built once
-  and shared by all outputs (da4ml's CMVM solver shares subexpressions; powers of two are
-  wiring): ``nz_csd(u) - 1`` adders of ``a + bit_length(u)`` bits (``a`` = input width);
-- accumulation: per output, ``terms - 1`` adders (``terms`` = nonzero weights) of
-  ``min(acc_width, a + max bit_length(w) + ceil(log2 terms) / 2)`` bits;
-- other logic ("logic bits"): one per output bit of each dense/conv output cast (round +
-  saturate), ReLU, quantiser and add; two per output bit per max-pool comparison (comparator +
-  2:1 mux); one per threshold per input bit for threshold layers.
+- product bits: per input, every distinct odd part ``u > 1`` of its weights is built once and
+  shared by all outputs (powers of two are wiring), one adder of ``a + bit_length(u)`` bits
+  each (``a`` = input width): da4ml builds the constants of one input from each other, as
+  multiple-constant multiplication does, so a constant costs about one adder whatever its
+  number of CSD digits (counting ``nz_csd(u) - 1`` adders over-counted 8-bit layers by up to
+  2x against the adders da4ml emits);
+- sum bits: per output, ``terms - 1`` adders (``terms`` = nonzero weights) of
+  ``min(acc_width, a + max bit_length(w) + ceil(log2 terms) / 2)`` bits, the output's adder
+  tree;
+- logic bits: one per output bit of each dense/conv output cast (round + saturate), ReLU,
+  quantiser and add; two per output bit per max-pool comparison (comparator + 2:1 mux); one per
+  threshold per input bit for threshold layers.
 
-``LUT = lut_per_adder_bit * adder_bits + lut_per_logic_bit * logic_bits`` and
-``CARRY = carry_per_adder_bit * adder_bits`` with per-family constants
-(:data:`RTL_FAMILY_MODELS`): Xilinx LUT6 + CARRY4 (0.51, 0.70, 0.19), iCE40 LUT4 + SB_CARRY
-(0.53, 0, 0.34), ECP5 LUT4 + CCU2C (0.22, 0.09, 0.18). Xilinx needs ~0.5 LUT per counted adder
-bit (yosys packs the adder's XOR and the operand's shifted-in constant bits into CARRY4, and
-da4ml shares more than the per-input rule counts); ECP5's CCU2C holds two full adder bits, so
-most adder bits cost no LUT4 at all. FF = 0 for combinational logic; with
+Product and sum bits are counted apart because yosys maps them differently: a product's
+output fans out to many sums, so it stays a two-operand adder on the carry chain, while the
+single-fanout adders of an output's tree are merged by yosys' ``alumacc`` into multi-operand
+adders (``$macc``), built as carry-save full adders in LUTs in front of one carry chain. On
+ECP5 that decides the LUT count: a CCU2C carry cell holds two adder bits and no LUT4 is
+counted for them, so the LUT4s are mostly the carry-save bits (2.4-3.2 LUT4 per merged
+operand bit on the measured designs), which depend on how many adders yosys merged.
+
+``LUT = lut_per_product_bit * product_bits + lut_per_sum_bit * sum_bits + lut_per_logic_bit *
+logic_bits`` and ``CARRY = carry_per_product_bit * product_bits + carry_per_sum_bit *
+sum_bits``, per family (:data:`RTL_FAMILY_MODELS`). FF = 0 for combinational logic; with
 ``pipeline_stages = N`` the model adds ``N * (widest tensor in bits)`` FF (not calibrated).
 Latency is ``N`` cycles, II 1.
 
-Calibration, iCE40 and ECP5: YoWASP yosys 0.70 (``synth_ice40 -dsp`` / ``synth_ecp5``) and
-nextpnr 0.11.1 through :func:`qnet.export.opensynth.run_open_flow` on the icebreaker and the
-ulx3s, for the seeded graphs of tests/data/rtl_open_flow.json (``python benchmarks/rtl.py
-collect``; ``fit`` gives the least-squares constants on the relative error, ``table`` the
-figures below). LUT estimate / yosys LUT on the fitted designs: MLP 8-8-10 2b ice40 0.93,
-ecp5 0.79; ConvNet1d (2,4) 2b 1.18, 1.03; MLP 16-16-10 2b 0.84, 0.56; MLP 4-4-10 8b 0.96,
-1.31. Held out (chosen before the fit): MLP 16-12-10 2b ice40 0.86, ecp5 0.54. CARRY within
-0.79-1.08 on every row. iCE40 is within 0.84-1.18; ECP5 is the weak one (0.54-1.31): yosys
-0.70's ECP5 mapping of 2-bit-weight MLPs takes about twice the LUT4s per counted adder bit of
-the 8-bit one, which one constant per family cannot follow. After place and route, iCE40 uses
-11-25 % more LUTs than yosys counts (route-through LUTs for carries and flip-flops); ECP5
-within 1 %. Xilinx: yosys 0.23 ``synth_xilinx -family xc7`` (not refitted): MLP 8-8-10 4b 904
-LUT (1.01), MLP 64-32-16-10 4b 19,480 (1.00), ConvNet2d (2,4) 4b 12,668 (1.00); two more MLP
-8-8-10 seeds within 0.85-1.01; a 2-bit MLP 16-16-10 1.26x. The hls model is off by 0.3x-3.5x
-on the same designs. Tests: tests/hw/test_estimate_rtl.py.
+Calibration (tests/data/rtl_open_flow.json, ``python benchmarks/rtl.py collect``, then
+``fit`` for the constants and ``table`` for the figures; docs/rtl_estimator.md): YoWASP yosys
+0.70 (``synth_ice40 -dsp``, ``synth_ecp5``, ``synth_xilinx -family xc7``) through
+:func:`qnet.export.opensynth.run_open_flow`, with nextpnr 0.11.1 place and route on the
+icebreaker and the ulx3s (Xilinx: synthesis only, there is no open place and route for it
+here); seeded MLPs and ConvNets at 2, 4 and 8 bits, plus a 2-bit MLP trained on digits. The
+constants are least squares on the relative error over the fitted rows; per family and count
+the form (one constant for all adder bits, or product and sum bits apart) with the smaller
+leave-one-out error was kept: one constant for the LUTs of every family, product and sum
+apart for iCE40/ECP5 carry cells. Held-out designs were chosen before any fit. Estimate /
+yosys LUT: iCE40 0.57-1.43 fitted (12 designs, mean error 23 %), 0.63-1.18 held out (7, 17
+%); ECP5 0.57-1.92 fitted (28 %), 0.41-0.93 held out (32 %: the LUT4 count follows yosys'
+adder merging, see above; the trained MLP 0.59); Xilinx 0.64-1.51 fitted (11, 22 %),
+0.69-1.00 held out (6, 17 %). The worst row, ConvNet1d (2,2) fc6 4b (1.43 iCE40, 1.92 ECP5,
+1.51 Xilinx), is a design yosys reduces far below the adders da4ml emits. CARRY: 0.61-1.52
+fitted, 0.40-1.83 held out. After place and route iCE40 uses 3-62 % more LUTs than yosys
+counts (route-throughs for carries and flip-flops; most on the smallest designs), ECP5 0-2 %.
+The Xilinx constants replace those fitted on yosys 0.23 (apt), which is not on the machines
+any more. Tests: tests/hw/test_estimate_rtl.py.
 
 The per-family constants (:data:`RTL_FAMILY_MODELS`) are the only fitted numbers of this model
 and are kept together here; a refit changes that table and the calibration figures above.
@@ -48,13 +63,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from qnet.errors import ConfigError
 from qnet.hw.boards import Board
 from qnet.hw.cost_common import LayerEstimate, _bit_length, _csd_nonzeros, _odd_part
-from qnet.hw.graph import AvgPool, Conv, Dense, HwGraph, Layer, MaxPool, MultiThreshold
+from qnet.hw.fixed import FixedType, Overflow
+from qnet.hw.graph import (
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    HwGraph,
+    Layer,
+    MaxPool,
+    MultiThreshold,
+    Quant,
+    ReLU,
+)
 from qnet.hw.options import BuildOptions
 
 __all__ = [
@@ -73,23 +101,29 @@ __all__ = [
 class RtlFamilyModel:
     """Per-family constants of the RTL-flow (da4ml shift-add) model, fitted to yosys runs.
 
-    ``lut_per_adder_bit`` and ``lut_per_logic_bit`` turn the counted adder bits and
-    cast/ReLU/max-pool bits into the family's LUTs; ``carry_per_adder_bit`` turns adder bits
-    into carry cells (CARRY4 = 4 bits, SB_CARRY = 1 bit, CCU2C = 2 bits, times the fraction
-    of adder bits yosys keeps on a chain).
+    Two kinds of adder bits are counted apart because yosys maps them differently: product
+    bits (the shared constant products ``x * u`` of each input, whose outputs fan out to many
+    sums) stay two-operand adders on the carry chain, while sum bits (each output's adder
+    tree, single-fanout chains) are merged by yosys' ``alumacc`` into multi-operand adders,
+    built as carry-save LUT logic in front of one carry chain. ``lut_per_logic_bit`` turns the
+    cast/ReLU/max-pool bits into LUTs; the carry constants turn adder bits into carry cells
+    (CARRY4 = 4 bits, SB_CARRY = 1 bit, CCU2C = 2 bits, times the fraction yosys keeps on a
+    chain).
     """
 
     name: str
-    lut_per_adder_bit: float
+    lut_per_product_bit: float
+    lut_per_sum_bit: float
     lut_per_logic_bit: float
-    carry_per_adder_bit: float
+    carry_per_product_bit: float
+    carry_per_sum_bit: float
 
 
 #: Fitted to the yosys figures in the module docstring (tests/hw/test_estimate_rtl.py).
 RTL_FAMILY_MODELS: dict[str, RtlFamilyModel] = {
-    "xilinx": RtlFamilyModel("xilinx", 0.51, 0.70, 0.19),
-    "ice40": RtlFamilyModel("ice40", 0.53, 0.0, 0.34),
-    "ecp5": RtlFamilyModel("ecp5", 0.22, 0.09, 0.18),
+    "xilinx": RtlFamilyModel("xilinx", 0.539, 0.539, 0.0, 0.227, 0.227),
+    "ice40": RtlFamilyModel("ice40", 0.885, 0.885, 0.0, 1.078, 0.479),
+    "ecp5": RtlFamilyModel("ecp5", 0.334, 0.334, 0.0, 0.624, 0.263),
 }
 #: board family -> RTL model
 RTL_FAMILY_OF: dict[str, str] = {
@@ -114,6 +148,104 @@ def rtl_family_model(family: str) -> RtlFamilyModel:
             f"{', '.join(sorted(RTL_FAMILY_OF))}"
         )
     return RTL_FAMILY_MODELS[key]
+
+
+#: (lo, hi) int64 mantissa bounds of a tensor: one entry per feature of a flat tensor, one per
+#: channel of a tensor with spatial dims.
+Bounds = tuple[np.ndarray, np.ndarray]
+
+
+def _full(t: FixedType, shape: tuple[int, ...]) -> Bounds:
+    n = int(shape[0]) if len(shape) > 1 else int(np.prod(shape))
+    return np.full(n, t.int_min, dtype=np.int64), np.full(n, t.int_max, dtype=np.int64)
+
+
+def _cast_bounds(t: FixedType, lo: np.ndarray, hi: np.ndarray, frac: int) -> Bounds:
+    """Bounds after casting exact values ``[lo, hi] * 2**-frac`` into ``t`` (rounding and
+    saturation are monotone; a wrapping cast of values out of range can give anything)."""
+    scale = np.ldexp(1.0, -frac)
+    if t.overflow == Overflow.WRAP and (
+        float(lo.min(initial=0)) * scale < t.min or float(hi.max(initial=0)) * scale > t.max
+    ):
+        return _full(t, lo.shape)
+    return t.quantize_int(lo, frac), t.quantize_int(hi, frac)
+
+
+def _mac_bounds(layer: Dense | Conv, x: Bounds, x_t: FixedType) -> Bounds:
+    """Bounds of ``W x + b`` (accumulator mantissas, ``frac`` of the exact sum)."""
+    w = layer.weight.astype(np.int64)
+    pos, neg = np.maximum(w, 0), np.minimum(w, 0)
+    shape = (w.shape[0], w.shape[1]) + (1,) * (w.ndim - 2)
+    lo_x, hi_x = x[0].reshape(1, -1, *shape[2:]), x[1].reshape(1, -1, *shape[2:])
+    tap_hi = pos * hi_x + neg * lo_x  # per output, input channel and tap
+    tap_lo = pos * lo_x + neg * hi_x
+    axes = tuple(range(1, w.ndim))
+    if isinstance(layer, Conv) and any(layer.padding):
+        # border positions drop the taps in the zero padding: any subset of taps can be missing
+        hi, lo = np.maximum(tap_hi, 0).sum(axis=axes), np.minimum(tap_lo, 0).sum(axis=axes)
+    else:
+        hi, lo = tap_hi.sum(axis=axes), tap_lo.sum(axis=axes)
+    frac = x_t.frac + layer.weight_type.frac
+    if layer.bias is not None and layer.bias_type is not None:
+        b_frac = layer.bias_type.frac
+        top = max(frac, b_frac)
+        b = layer.bias.astype(np.int64) << (top - b_frac)
+        lo, hi, frac = (lo << (top - frac)) + b, (hi << (top - frac)) + b, top
+    lo, hi = _cast_bounds(layer.acc_type, lo, hi, frac)
+    return lo, hi
+
+
+def value_bounds(graph: HwGraph) -> dict[str, Bounds]:
+    """Per layer, bounds of its output mantissas by interval arithmetic (as da4ml's tracer
+    sizes every signal). A feature whose bounds are equal is a constant: da4ml folds it and
+    drops the logic that only fed it. Layer kinds this does not follow get their type's range.
+    """
+    out: dict[str, Bounds] = {}
+    for layer in graph.layers:
+        t = layer.out_type
+        try:
+            if isinstance(layer, Dense | Conv):
+                src = graph[layer.inputs[0]]
+                plain = layer.dense_equivalent() if isinstance(layer, Conv) else layer
+                acc = _mac_bounds(plain, out[src.name], src.out_type)
+                out[layer.name] = _cast_bounds(t, *acc, layer.acc_type.frac)
+            elif isinstance(layer, ReLU | Quant):
+                src = graph[layer.inputs[0]]
+                lo, hi = out[src.name]
+                if isinstance(layer, ReLU):
+                    lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+                out[layer.name] = _cast_bounds(t, lo, hi, src.out_type.frac)
+            elif isinstance(layer, MaxPool):
+                out[layer.name] = out[layer.inputs[0]]
+            elif isinstance(layer, Flatten):
+                src = graph[layer.inputs[0]]
+                reps = int(np.prod(src.out_shape[1:])) if len(src.out_shape) > 1 else 1
+                lo, hi = out[src.name]
+                out[layer.name] = np.repeat(lo, reps), np.repeat(hi, reps)
+            else:
+                out[layer.name] = _full(t, tuple(layer.out_shape))
+        except (KeyError, ValueError, OverflowError, ArithmeticError):
+            out[layer.name] = _full(t, tuple(layer.out_shape))
+    return out
+
+
+def _live(layer: Dense | Conv, graph: HwGraph, bounds: dict[str, Bounds]) -> tuple[Any, Any]:
+    """(live outputs, live inputs) of a dense/conv layer: constant inputs are folded into the
+    bias, and outputs that are constant, or that every consumer (ReLUs) turns into a constant,
+    need no adders."""
+    lo_x, hi_x = bounds[layer.inputs[0]]
+    cols = lo_x != hi_x
+    lo, hi = bounds[layer.name]
+    rows = lo != hi
+    users = [u for u in graph.layers if layer.name in u.inputs]
+    if users and all(isinstance(u, ReLU) for u in users):
+        rows = rows & np.any([bounds[u.name][0] != bounds[u.name][1] for u in users], axis=0)
+    if isinstance(layer, Conv):
+        cols = np.repeat(cols, int(np.prod(layer.kernel)))
+    n_out, n_in = layer.weight.shape[0], int(np.prod(layer.weight.shape[1:]))
+    if rows.shape != (n_out,) or cols.shape != (n_in,):  # bounds of an unexpected layout
+        return np.ones(n_out, dtype=bool), np.ones(n_in, dtype=bool)
+    return rows, cols
 
 
 def _tap_masks(layer: Dense | Conv, in_shape: tuple[int, ...]) -> list[tuple[np.ndarray, int]]:
@@ -149,38 +281,44 @@ def _tap_masks(layer: Dense | Conv, in_shape: tuple[int, ...]) -> list[tuple[np.
     return out
 
 
-def _rtl_mac_bits(layer: Dense | Conv, graph: HwGraph) -> tuple[int, float]:
-    """(adders, adder bits) of one constant matrix-vector product as da4ml builds it.
+def _rtl_mac_bits(
+    layer: Dense | Conv, graph: HwGraph, bounds: dict[str, Bounds] | None = None
+) -> tuple[int, float, float]:
+    """(adders, product bits, sum bits) of one constant matrix-vector product as da4ml builds it.
 
     Per input, the distinct odd parts ``u > 1`` of its weights are built once and shared by
-    every output (``nz_csd(u) - 1`` adders of ``a + bit_length(u)`` bits); per output, the
-    ``terms`` nonzero products are summed by ``terms - 1`` adders of
-    ``min(acc_width, a + w_eff + ceil(log2 terms) / 2)`` bits (the average width of a
-    balanced tree whose lower levels are narrower).
+    every output, one adder of ``a + bit_length(u)`` bits each (product bits: da4ml builds a
+    constant from the others of the same input, as multiple-constant multiplication does, so
+    an odd part costs about one adder however many CSD digits it has); per output, the
+    ``terms`` nonzero products are summed by ``terms - 1`` adders of ``min(acc_width, a +
+    w_eff + ceil(log2 terms) / 2)`` bits (the average width of a balanced tree whose lower
+    levels are narrower: sum bits). Constant inputs and outputs
+    (:func:`value_bounds`) cost nothing, as da4ml folds them.
     """
     src = graph[layer.inputs[0]]
     a = src.out_type.width
     w2 = layer.weight.reshape(layer.weight.shape[0], -1).astype(np.int64)
-    odd = _odd_part(w2)
-    eff = _bit_length(w2)
+    rows, cols = _live(layer, graph, bounds if bounds is not None else value_bounds(graph))
+    odd = _odd_part(w2)[rows]
+    eff = _bit_length(w2)[rows]
     acc_w = layer.acc_type.width
-    adders, bits = 0, 0.0
+    adders, prod_bits, sum_bits = 0, 0.0, 0.0
     for mask, count in _tap_masks(layer, tuple(src.out_shape)):
+        mask = mask & cols
         sub_odd, sub_eff = odd[:, mask], eff[:, mask]
         for col in range(sub_odd.shape[1]):
             u = np.unique(sub_odd[:, col])
             u = u[u > 1]
-            if u.size:
-                c = _csd_nonzeros(u) - 1
-                adders += count * int(c.sum())
-                bits += count * float((c * (a + _bit_length(u))).sum())
+            if u.size:  # one adder per odd part: da4ml builds them from each other
+                adders += count * int(u.size)
+                prod_bits += count * float((a + _bit_length(u)).sum())
         terms = (sub_odd > 0).sum(axis=1)
         n_acc = np.clip(terms - 1, 0, None)
         growth = np.ceil(np.log2(np.maximum(terms, 1))) / 2
         width = np.minimum(acc_w, a + sub_eff.max(axis=1, initial=0) + growth)
         adders += count * int(n_acc.sum())
-        bits += count * float((n_acc * width).sum())
-    return adders, bits
+        sum_bits += count * float((n_acc * width).sum())
+    return adders, prod_bits, sum_bits
 
 
 def _rtl_logic_bits(layer: Layer, graph: HwGraph) -> float:
@@ -201,6 +339,8 @@ def _rtl_logic_bits(layer: Layer, graph: HwGraph) -> float:
     return 0.0
 
 
+#: value bounds of the graph being estimated (id -> bounds), shared by its layers' estimators
+_BOUNDS: dict[int, dict[str, Bounds]] = {}
 #: What one layer costs in the rtl flow: (layer, graph, family constants, board) -> row.
 RtlEstimator = Callable[[Layer, HwGraph, RtlFamilyModel, Board], LayerEstimate]
 #: layer kind -> rtl-flow estimator (explicit registry; duplicates refused)
@@ -228,17 +368,26 @@ def rtl_row(
     mults: int = 0,
     free: int = 0,
     note: str = "",
+    *,
+    sum_bits: float = 0.0,
     **extra: int,
 ) -> LayerEstimate:
-    """The row of a layer with ``add_bits`` adder bits and ``logic_bits`` other logic bits."""
+    """The row of a layer with ``add_bits`` product adder bits, ``sum_bits`` adder-tree bits and
+    ``logic_bits`` other logic bits (see :class:`RtlFamilyModel`)."""
+    lut = (
+        family.lut_per_product_bit * add_bits
+        + family.lut_per_sum_bit * sum_bits
+        + family.lut_per_logic_bit * logic_bits
+    )
+    carry = family.carry_per_product_bit * add_bits + family.carry_per_sum_bit * sum_bits
     return LayerEstimate(
         name=layer.name,
         kind=layer.kind,
         mults=mults,
         lut_mults=mults - free,
         free_mults=free,
-        lut=round(family.lut_per_adder_bit * add_bits + family.lut_per_logic_bit * logic_bits),
-        carry=round(family.carry_per_adder_bit * add_bits),
+        lut=round(lut),
+        carry=round(carry),
         latency_cycles=0,
         ii_cycles=1,
         note=note,
@@ -246,7 +395,7 @@ def rtl_row(
     )
 
 
-@register_rtl_estimator("input", "flatten")
+@register_rtl_estimator("input", "flatten", "concat")
 def _wiring(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
     return LayerEstimate(name=layer.name, kind=layer.kind, note="wiring")
 
@@ -254,13 +403,16 @@ def _wiring(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) 
 @register_rtl_estimator("dense", "conv")
 def _rtl_mac(layer: Layer, graph: HwGraph, family: RtlFamilyModel, board: Board) -> LayerEstimate:
     assert isinstance(layer, Dense | Conv)
-    adders, add_bits = _rtl_mac_bits(layer, graph)
+    # grouped/dilated: the plain equivalent's extra weights are zeros, which da4ml drops
+    plain = layer.dense_equivalent() if isinstance(layer, Conv) else layer
+    adders, prod_bits, sum_bits = _rtl_mac_bits(plain, graph, _BOUNDS.get(id(graph)))
     w2 = layer.weight.reshape(layer.weight.shape[0], -1)
     positions = int(np.prod(layer.out_shape[1:])) if isinstance(layer, Conv) else 1
     mults = int(w2.size) * positions
     free = int(np.count_nonzero(_csd_nonzeros(w2) <= 1)) * positions
     logic = _rtl_logic_bits(layer, graph)
-    return rtl_row(layer, family, add_bits, logic, mults, free, f"{adders:,} shift-add adders")
+    note = f"{adders:,} shift-add adders"
+    return rtl_row(layer, family, prod_bits, logic, mults, free, note, sum_bits=sum_bits)
 
 
 @register_rtl_estimator("relu", "quant", "add", "maxpool", "avgpool", "multithreshold")
@@ -273,14 +425,18 @@ def _rtl_rows(
 ) -> tuple[list[LayerEstimate], list[str]]:
     rows: list[LayerEstimate] = []
     warnings: list[str] = []
-    for layer in graph.layers:
-        fn = RTL_ESTIMATORS.get(layer.kind)
-        if fn is None:
-            msg = f"no rtl estimate for layer {layer.name!r} of kind {layer.kind!r}"
-            warnings.append(msg + " (counted as zero)")
-            rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note=msg))
-            continue
-        rows.append(fn(layer, graph, family, board))
+    _BOUNDS[id(graph)] = value_bounds(graph)  # once per estimate, not once per layer
+    try:
+        for layer in graph.layers:
+            fn = RTL_ESTIMATORS.get(layer.kind)
+            if fn is None:
+                msg = f"no rtl estimate for layer {layer.name!r} of kind {layer.kind!r}"
+                warnings.append(msg + " (counted as zero)")
+                rows.append(LayerEstimate(name=layer.name, kind=layer.kind, note=msg))
+                continue
+            rows.append(fn(layer, graph, family, board))
+    finally:
+        _BOUNDS.pop(id(graph), None)
     return rows, warnings
 
 

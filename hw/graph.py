@@ -46,6 +46,7 @@ __all__ = [
     "AvgPool",
     "Flatten",
     "Add",
+    "Concat",
     "MultiThreshold",
     "HwGraph",
     "LAYER_KINDS",
@@ -244,16 +245,22 @@ class Dense(_Weighted):
 @register_layer
 @dataclass(frozen=True, eq=False)
 class Conv(_Weighted):
-    """1-D or 2-D convolution (cross-correlation, as torch), groups = 1, dilation = 1.
+    """1-D or 2-D convolution (cross-correlation, as torch), grouped and dilated as torch.
 
-    ``weight`` has shape (out_channels, in_channels, *kernel); ``stride`` and ``padding``
-    (zero padding, symmetric) have one entry per spatial dim.
+    ``weight`` has shape (out_channels, in_channels // groups, *kernel); ``stride``,
+    ``padding`` (zero padding, symmetric) and ``dilation`` have one entry per spatial dim
+    (``dilation`` defaults to all ones). With ``groups = g`` the input and output channels
+    split into ``g`` equal consecutive blocks and output block ``i`` reads input block ``i``
+    only (``groups = in_channels``: depthwise). :meth:`dense_equivalent` is the same map as
+    a ``groups = 1``, ``dilation = 1`` convolution (block-diagonal, zero-inserted kernel).
     """
 
     kind: ClassVar[str] = "conv"
 
     stride: tuple[int, ...] = (1,)
     padding: tuple[int, ...] = (0,)
+    groups: int = 1
+    dilation: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -264,6 +271,20 @@ class Conv(_Weighted):
             )
         self._tuple("stride", dims)
         self._tuple("padding", dims)
+        if not self.dilation:
+            object.__setattr__(self, "dilation", (1,) * dims)
+        self._tuple("dilation", dims)
+        object.__setattr__(self, "groups", int(self.groups))
+        if self.groups < 1 or self.out_features % self.groups:
+            raise FormatError(
+                f"layer {self.name!r}: groups={self.groups} must be >= 1 and divide the "
+                f"{self.out_features} output channels"
+            )
+        if any(s < 1 for s in self.stride) or any(d < 1 for d in self.dilation):
+            raise FormatError(
+                f"layer {self.name!r}: stride {self.stride} and dilation {self.dilation} "
+                "must be >= 1"
+            )
 
     @property
     def dims(self) -> int:
@@ -271,15 +292,76 @@ class Conv(_Weighted):
 
     @property
     def kernel(self) -> tuple[int, ...]:
+        """The kernel's taps per spatial dim (before dilation)."""
         return tuple(int(k) for k in self.weight.shape[2:])
 
     @property
+    def span(self) -> tuple[int, ...]:
+        """The input extent one output reads per spatial dim: ``dilation * (kernel - 1) + 1``."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
+
+    @property
     def in_channels(self) -> int:
-        return int(self.weight.shape[1])
+        """All input channels (``groups`` x the channels one output reads)."""
+        return int(self.weight.shape[1]) * self.groups
+
+    @property
+    def is_dense(self) -> bool:
+        """True for ``groups = 1``, ``dilation = 1`` (a plain convolution)."""
+        return self.groups == 1 and all(d == 1 for d in self.dilation)
+
+    @property
+    def is_depthwise(self) -> bool:
+        """One input and one output channel per group (``groups = in = out channels``)."""
+        return self.groups == self.in_channels == self.out_features and self.groups > 1
+
+    def undilated(self) -> Conv:
+        """The same map with ``dilation = 1``: ``dilation - 1`` zero taps between the taps.
+
+        Exact (the extra weights are zeros); groups are kept. Returns ``self`` if undilated.
+        """
+        if all(d == 1 for d in self.dilation):
+            return self
+        cached = self.__dict__.get("_undilated")
+        if cached is None:
+            full = np.zeros((*self.weight.shape[:2], *self.span), dtype=np.int64)
+            taps: tuple[Any, ...] = (Ellipsis, *(slice(None, None, d) for d in self.dilation))
+            full[taps] = self.weight
+            cached = dataclasses.replace(self, weight=full, dilation=(1,) * self.dims)
+            self.__dict__["_undilated"] = cached  # frozen: cache outside the fields
+        return cached
+
+    def dense_equivalent(self) -> Conv:
+        """The same map as a plain convolution (``groups = 1``, ``dilation = 1``).
+
+        Grouped weights become block diagonal over the channels, dilated kernels get
+        ``dilation - 1`` zero taps between their taps. Exact: the extra weights are zeros.
+        Returns ``self`` when the layer is already plain.
+        """
+        if self.is_dense:
+            return self
+        cached = self.__dict__.get("_dense_equivalent")
+        if cached is not None:
+            return cached
+        conv = self.undilated()
+        m, cg = conv.out_features, int(conv.weight.shape[1])
+        mg = m // conv.groups
+        full = np.zeros((m, conv.in_channels, *conv.kernel), dtype=np.int64)
+        for g in range(conv.groups):
+            block = slice(g * mg, (g + 1) * mg)
+            full[block, g * cg : (g + 1) * cg] = conv.weight[block]
+        plain = dataclasses.replace(conv, weight=full, groups=1)
+        self.__dict__["_dense_equivalent"] = plain  # frozen: cache outside the fields
+        return plain
 
     def describe(self) -> str:
         k = "x".join(map(str, self.kernel))
-        return f"{self.in_channels}->{self.out_features} k{k} s{self.stride} p{self.padding}"
+        text = f"{self.in_channels}->{self.out_features} k{k} s{self.stride} p{self.padding}"
+        if self.groups != 1:
+            text += f" g{self.groups}"
+        if any(d != 1 for d in self.dilation):
+            text += f" d{self.dilation}"
+        return text
 
 
 @register_layer
@@ -341,6 +423,36 @@ class Add(Layer):
         super().__post_init__()
         if len(self.inputs) != 2:
             raise FormatError(f"layer {self.name!r}: add takes two inputs, got {self.inputs}")
+
+
+@register_layer
+@dataclass(frozen=True, eq=False)
+class Concat(Layer):
+    """Concatenation of two or more tensors along per-sample ``axis`` (0: channels).
+
+    Every input is cast to ``out_type`` first (exact: the lowering picks a type that holds
+    every input's values), then the mantissas are concatenated in input order.
+    """
+
+    kind: ClassVar[str] = "concat"
+
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "axis", int(self.axis))
+        if len(self.inputs) < 2:
+            raise FormatError(
+                f"layer {self.name!r}: concat takes two or more inputs, got {self.inputs}"
+            )
+        if not 0 <= self.axis < len(self.out_shape):
+            raise FormatError(
+                f"layer {self.name!r}: axis {self.axis} is not an axis of the per-sample shape "
+                f"{self.out_shape}"
+            )
+
+    def describe(self) -> str:
+        return f"{len(self.inputs)} inputs, axis {self.axis}"
 
 
 @register_layer

@@ -140,10 +140,18 @@ KINDS: dict[str, KindSpec] = {
             "conv",
             "qnet.hw.graph",
             simulate=Handled(_SIM, "exact im2col matmul in acc_type, then cast"),
-            estimate_hls=Handled(_HLS_COST, "dense rule per output position, line buffers"),
-            estimate_rtl=Handled(_RTL_COST, "dense rule per position, padding taps dropped"),
-            hls4ml=Handled(_HLS, "hls4ml Conv1D/Conv2D (+ ZeroPadding)"),
-            verilog=Handled(_V, "da4ml CMVM per output position + cast"),
+            estimate_hls=Handled(
+                _HLS_COST, "dense rule per output position (as exported), line buffers"
+            ),
+            estimate_rtl=Handled(
+                _RTL_COST, "dense rule per position, padding and zero (group/dilation) taps dropped"
+            ),
+            hls4ml=Handled(
+                _HLS,
+                "hls4ml Conv1D/Conv2D, DepthwiseConv1D/2D for depthwise; dilation as zero "
+                "taps (hls4ml's kernels ignore it), other groups block-diagonal",
+            ),
+            verilog=Handled(_V, "da4ml CMVM per output position and group + cast"),
         ),
         _elementwise(
             "maxpool",
@@ -165,6 +173,15 @@ KINDS: dict[str, KindSpec] = {
             "adder + cast per bit",
             "hls4ml Merge (Add) with the result precision",
             "adder + cast",
+        ),
+        KindSpec(
+            "concat",
+            "qnet.hw.graph",
+            simulate=Handled(_SIM, "cast each input to out_type (exact), concatenate"),
+            estimate_hls=Handled(_HLS_COST, "wiring (io_parallel), a stream copy (io_stream)"),
+            estimate_rtl=Handled(_RTL_COST, "wiring"),
+            hls4ml=Handled(_HLS, "hls4ml Concatenate, chained pairwise for more inputs"),
+            verilog=Handled(_V, "concatenate the traced values (after the exact casts)"),
         ),
         _elementwise(
             "multithreshold",

@@ -250,13 +250,15 @@ def valid_reuse_factors(n_in: int, n_out: int) -> list[int]:
 def matrix_size(layer: Layer) -> tuple[int, int] | None:
     """``(n_in, n_out)`` of a dense/conv layer's matrix-vector product, else ``None``.
 
-    Dense: its weight matrix; convolution: the im2col view (``n_in = C_in * prod(kernel)``),
-    as hls4ml unrolls it.
+    Dense: its weight matrix; convolution: the im2col view (``n_in = C_in * prod(kernel)``) of
+    its plain equivalent (:meth:`~qnet.hw.graph.Conv.dense_equivalent`), as hls4ml unrolls it.
     """
     if isinstance(layer, Dense):
         return layer.in_features, layer.out_features
     if isinstance(layer, Conv):
-        return layer.in_channels * int(np.prod(layer.kernel)), layer.out_features
+        # grouped/dilated convolutions go to hls4ml as their plain equivalent
+        plain = layer.dense_equivalent()
+        return plain.in_channels * int(np.prod(plain.kernel)), plain.out_features
     return None
 
 

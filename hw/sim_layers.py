@@ -35,6 +35,7 @@ from qnet.hw.fixed import FixedType
 from qnet.hw.graph import (
     Add,
     AvgPool,
+    Concat,
     Conv,
     Dense,
     Flatten,
@@ -314,36 +315,56 @@ def _sim_conv(
     p = _prepare(layer, t_in)
     dtype, bound = _weighted_dtype(layer, p, x, t_in)
     n, c = x.shape[:2]
-    m = layer.out_features
-    kernel, stride, pad = layer.kernel, layer.stride, layer.padding
+    m, g = layer.out_features, layer.groups
+    kernel, stride, pad, dil = layer.kernel, layer.stride, layer.padding, layer.dilation
     spatial = tuple(s + 2 * q for s, q in zip(x.shape[2:], pad, strict=True))
-    out_sp = tuple((s - k) // st + 1 for s, k, st in zip(spatial, kernel, stride, strict=True))
+    out_sp = tuple(
+        (s - sp) // st + 1 for s, sp, st in zip(spatial, layer.span, stride, strict=True)
+    )
     # Channels first, batch second: (C, N, *padded), converted to the exact dtype on the way.
     xp = np.zeros((c, n, *spatial), dtype)
     inner = (slice(None), slice(None)) + tuple(
         slice(q, q + s) for s, q in zip(x.shape[2:], pad, strict=True)
     )
     xp[inner] = x.swapaxes(0, 1)
-    # im2col as one strided copy per kernel offset: cols (C, *k, N, *out).
+    # im2col as one strided copy per kernel offset (taps ``dilation`` apart): (C, *k, N, *out).
     cols = np.empty((c, *kernel, n, *out_sp), dtype)
-    for offset, sl in zip(np.ndindex(*kernel), _pool_slices(spatial, kernel, stride), strict=True):
+    for offset in np.ndindex(*kernel):
+        sl: tuple[Any, ...] = (Ellipsis,) + tuple(
+            slice(o * d, o * d + (no - 1) * st + 1, st)
+            for o, d, no, st in zip(offset, dil, out_sp, stride, strict=True)
+        )
         cols[(slice(None), *offset)] = xp[sl]
     del xp
-    cols2 = cols.reshape(-1, n * int(np.prod(out_sp)))  # (C * prod(k), N * positions)
+    positions = n * int(np.prod(out_sp))
+    # groups: output block i reads input block i only -> a batched matmul over the groups
+    cols3 = cols.reshape(g, -1, positions)  # (G, C/G * prod(k), N * positions)
     if dtype is np.int64:
-        products = layer.weight.reshape(m, -1) @ cols2  # (M, N * positions)
-        products = products.reshape(m, n, *out_sp).swapaxes(0, 1)
+        w3 = layer.weight.reshape(g, m // g, -1)
+        products = np.matmul(w3, cols3).reshape(m, n, *out_sp).swapaxes(0, 1)
         out = _accumulate(layer, products, t_in.frac + layer.weight_type.frac, channel_axis=1)
         return _apply_post(out, layer.out_type, graph, post)
     w_t, bias = _cast_weights(p, dtype)
-    acc = w_t.T @ cols2  # (M, N * positions)
-    del cols, cols2
+    acc = np.matmul(w_t.T.reshape(g, m // g, -1), cols3).reshape(m, positions)
+    del cols, cols3
     if bias is not None:
         acc += bias[:, None]
     y = _finish_float(layer, p, acc, bound, graph, post)  # (M, N * positions), compact
     out = np.empty((n, m, *out_sp), y.dtype)
     out[...] = y.reshape(m, n, *out_sp).swapaxes(0, 1)
     return out
+
+
+@register_simulator("concat")
+def _sim_concat(
+    layer: Concat, graph: HwGraph, xs: list[np.ndarray], types: list[FixedType]
+) -> np.ndarray:
+    t = layer.out_type
+    parts = [
+        x if t_in == t else t.quantize_int(x.astype(np.int64), t_in.frac)
+        for x, t_in in zip(xs, types, strict=True)
+    ]
+    return np.concatenate(parts, axis=layer.axis + 1)
 
 
 @register_simulator("maxpool", compact=True)

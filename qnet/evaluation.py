@@ -64,7 +64,7 @@ def simulate_checkpoint(
     path_or_ckpt: Any,
     data: str | None = None,
     split: str = "test",
-    seed: int = 0,
+    seed: int | None = None,
     batch_size: int | None = None,
     brevitas: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -73,7 +73,8 @@ def simulate_checkpoint(
     """Run the simulator (and Brevitas) on a data split of a checkpoint's data set and compare.
 
     ``data`` defaults to the data set the checkpoint was trained on; ``split`` is ``test``,
-    ``val`` or ``train``. An ``.npz`` is memory-mapped and streamed in batches
+    ``val`` or ``train``, split with the seed the model was trained with (``seed`` overrides
+    it). An ``.npz`` is memory-mapped and streamed in batches
     (:func:`qnet.data.checkpoint_stream`), so a split bigger than memory works; memory stays
     bounded by the batch and the simulator's ``memory_budget``. ``progress(done, total)`` is
     called after every batch. ``brevitas=False`` runs only the simulator.

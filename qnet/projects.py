@@ -34,10 +34,10 @@ def tb_inputs(source: ModelSource, graph: HwGraph, n: int = TB_SAMPLES) -> np.nd
     ckpt = source.checkpoint
     if ckpt is not None and getattr(ckpt, "data_spec", None):
         try:
-            from qnet.data import load_dataset
+            from qnet.data import checkpoint_split
 
-            data = load_dataset(ckpt.data_spec, ckpt.config.kind, seed=0)
-            x = np.asarray(data.x_test[:n], dtype=np.float32)
+            _, x_test, _ = checkpoint_split(ckpt, None, "test")  # the training run's split
+            x = np.asarray(x_test[:n], dtype=np.float32)
             # the test bench drives the hardware input: the host preprocessing comes first
             return np.asarray(graph.preprocess(x), dtype=np.float32).astype(np.float64)
         except QnetError:

@@ -20,18 +20,23 @@ failed with its error and the search goes on.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qnet.errors import ConfigError, OutputExistsError, ToolNotFoundError
+from qnet.errors import ConfigError, ToolNotFoundError
 from qnet.executors import Executor, LocalExecutor, ProgressBoard, Task
 from qnet.hw.atomic import atomic_write
 from qnet.hw.options import DEFAULT_IO_TYPE, DEFAULT_REUSE_FACTOR, DEFAULT_STRATEGY
-from qnet.sweep import store_files, train_point_task
+from qnet.trials import (
+    check_output_folder,
+    store_error,
+    store_result,
+    train_point_task,
+    write_manifest,
+)
 
 __all__ = ["SearchResult", "run_search", "OBJECTIVES", "WIDTH_SCALES", "plot_search"]
 
@@ -241,24 +246,18 @@ def run_search(
         "reuse_factor": reuse_factor,
         "strategy": strategy,
     }
-    manifest = out / _MANIFEST
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if force:
-            shutil.rmtree(out)
-        elif not manifest.is_file():
-            raise OutputExistsError(f"--out {out} is not empty and holds no search; use --force")
-        else:
-            old = json.loads(manifest.read_text())
-            changed = sorted(k for k in settings if old.get(k) != settings[k])
-            if changed:
-                raise ConfigError(
-                    f"--out {out} holds a search with other settings ({', '.join(changed)}: "
-                    f"{ {k: old.get(k) for k in changed} }); use another folder or --force"
-                )
+    old = check_output_folder(out, _MANIFEST, "search", force)
+    if old is not None:
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        if changed:
+            raise ConfigError(
+                f"--out {out} holds a search with other settings ({', '.join(changed)}: "
+                f"{ {k: old.get(k) for k in changed} }); use another folder or --force"
+            )
+    elif force and out.is_dir():
+        shutil.rmtree(out)  # the old study goes with it
     (out / "trials").mkdir(parents=True, exist_ok=True)
-    atomic_write(manifest, json.dumps(settings, indent=2))
+    write_manifest(out, _MANIFEST, settings)
 
     dataset = load_dataset(data, model, seed)
     base = default_model_config(model, dataset)
@@ -339,8 +338,7 @@ def run_search(
             trial = live.pop(res.key)
             tdir = out / "trials" / res.key
             if res.ok and res.value is not None:
-                store_files(tdir, res.value["files"])
-                (tdir / "error.txt").unlink(missing_ok=True)
+                store_result(tdir, res.value["files"])
                 ckpt = tdir / res.value["checkpoint"]
                 est = estimate(
                     lower_checkpoint(ckpt),
@@ -369,8 +367,7 @@ def run_search(
                 )
             else:
                 error = res.error or "unknown error"
-                tdir.mkdir(parents=True, exist_ok=True)
-                atomic_write(tdir / "error.txt", error + "\n")
+                store_error(tdir, error)
                 trial.set_user_attr("error", error.splitlines()[0])
                 study.tell(trial, state=TrialState.FAIL)
                 board_state.fail(f"#{trial.number}", error)

@@ -22,10 +22,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from qnet.errors import ConfigError, OutputExistsError
+from qnet.errors import ConfigError
 from qnet.executors import Executor, LocalExecutor, ProgressBoard, Task
 from qnet.hw.atomic import atomic_write
 from qnet.hw.options import DEFAULT_IO_TYPE, DEFAULT_REUSE_FACTOR, DEFAULT_STRATEGY
+from qnet.trials import (
+    check_output_folder,
+    store_error,
+    store_result,
+    train_point_task,
+    write_manifest,
+)
 
 __all__ = [
     "SweepPoint",
@@ -34,8 +41,6 @@ __all__ = [
     "pareto_front",
     "plot_sweep",
     "parse_bits",
-    "train_point_task",
-    "store_files",
 ]
 
 _MANIFEST = "sweep.json"
@@ -146,53 +151,6 @@ def plot_sweep(points: Sequence[SweepPoint], path: Path, title: str) -> Path:
     return path
 
 
-def train_point_task(
-    model: str,
-    data: str,
-    w_bits: int,
-    a_bits: int,
-    epochs: int | None,
-    seed: int,
-    num_threads: int,
-    model_overrides: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train one zoo model in a temporary folder and return its metrics and files (as bytes).
-
-    Runs on whatever worker the executor picks (this process, or a Ray worker on another
-    machine); the caller writes the files into its output folder.
-    """
-    import tempfile
-
-    from qnet.data import load_dataset
-    from qnet.train import TrainConfig, default_model_config, train
-
-    dataset = load_dataset(data, model, seed)
-    tcfg = TrainConfig(seed=seed) if epochs is None else TrainConfig(epochs=epochs, seed=seed)
-    mcfg = default_model_config(
-        model, dataset, w_bits=w_bits, a_bits=a_bits, **dict(model_overrides or {})
-    )
-    with tempfile.TemporaryDirectory(prefix="qnet-point-") as tmp:
-        run = Path(tmp) / "run"
-        result = train(mcfg, tcfg, dataset, run, quiet=True, num_threads=num_threads)
-        files = {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
-        checkpoint = result.checkpoint_path.name
-    return {
-        "test_accuracy": float(result.metrics["test_accuracy"]),
-        "metrics": json.loads(json.dumps(result.metrics, default=str)),
-        "files": files,
-        "checkpoint": checkpoint,
-    }
-
-
-def store_files(folder: Path, files: Mapping[str, bytes]) -> None:
-    """Write a task's returned files into ``folder`` (each atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, blob in files.items():
-        if Path(name).name != name:
-            raise ConfigError(f"a task returned a file name with a folder in it: {name!r}")
-        atomic_write(folder / name, blob)
-
-
 def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
@@ -280,13 +238,8 @@ def run_sweep(
         "reuse_factor": reuse_factor,
         "strategy": strategy,
     }
-    manifest = out / _MANIFEST
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        if not manifest.is_file():
-            raise OutputExistsError(f"--out {out} is not empty and holds no sweep; use --force")
-        old = json.loads(manifest.read_text())
+    old = check_output_folder(out, _MANIFEST, "sweep", force)
+    if old is not None:
         train_keys = ("model", "data", "epochs", "seed", "num_threads")
         if any(
             old.get(k, settings[k] if k == "num_threads" else None) != settings[k]
@@ -296,9 +249,8 @@ def run_sweep(
                 f"--out {out} holds a sweep with other training settings "
                 f"({ {k: old.get(k) for k in train_keys} }); use another folder or --force"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "points").mkdir(exist_ok=True)
-    _atomic_text(manifest, json.dumps(settings, indent=2))
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    write_manifest(out, _MANIFEST, settings)
 
     grid = [(w, a) for w in w_bits for a in a_bits]
     names = [f"w{w}a{a}" for w, a in grid]
@@ -357,8 +309,7 @@ def run_sweep(
             res = runner.wait_one()
             pdir = out / "points" / res.key
             if res.ok and res.value is not None:
-                store_files(pdir, res.value["files"])
-                (pdir / "error.txt").unlink(missing_ok=True)
+                store_result(pdir, res.value["files"])
                 record = {
                     "test_accuracy": res.value["test_accuracy"],
                     "checkpoint": f"points/{res.key}/{res.value['checkpoint']}",
@@ -371,8 +322,7 @@ def run_sweep(
                 status = "trained"
             else:
                 errors[res.key] = res.error or "unknown error"
-                pdir.mkdir(parents=True, exist_ok=True)
-                atomic_write(pdir / "error.txt", errors[res.key] + "\n")
+                store_error(pdir, errors[res.key])
                 board_state.fail(res.key, errors[res.key])
                 status = "failed"
             board_state.running = runner.running()

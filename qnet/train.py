@@ -235,6 +235,13 @@ def _train(
 
     loop = EpochLoop(model, cfg, dataset, augment, device)
     seconds_before = 0.0
+    float_result: dict[str, Any] | None = None
+    if not resume and cfg.warm_starts(model_config.kind):
+        float_result, float_state = _float_run(
+            model_config, cfg, dataset, augment, device, quiet,
+            f"it is the warm start of the quantised model; nothing is saved in {out} yet",
+        )  # fmt: skip
+        _load_float_weights(loop.model, float_state, model_config)
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         state = ckpt.train_state
@@ -249,7 +256,10 @@ def _train(
             )
         saved_cfg = dict(state["train_config"])
         mine = asdict(cfg)
-        differ = [k for k in mine if k not in ("epochs",) and saved_cfg.get(k) != mine[k]]
+        defaults = asdict(TrainConfig())  # settings added since the checkpoint was written
+        differ = [
+            k for k in mine if k not in ("epochs",) and saved_cfg.get(k, defaults[k]) != mine[k]
+        ]
         if differ:
             raise CheckpointError(
                 f"{ckpt_path}: --resume with different training settings {differ}; only --epochs may change"
@@ -270,6 +280,7 @@ def _train(
             "stats": dict(ckpt.stats_state),
         }
         seconds_before = float(state["seconds"])
+        float_result = state.get("float_run")
 
     def resume_state(seconds: float) -> dict[str, Any]:
         """Everything --resume needs to continue bit-identically after the last epoch."""
@@ -286,6 +297,7 @@ def _train(
             "best_epoch": int(loop.best["epoch"]),
             "best_val_accuracy": loop.best["val_accuracy"],
             "augment": augment,
+            "float_run": float_result,
         }
 
     def save(metrics: dict[str, Any], seconds: float) -> None:
@@ -336,10 +348,16 @@ def _train(
     last_stats = stats_state(loop.model)
     loop.restore_best()
     metrics = _final_metrics(loop, model_config, cfg, dataset, augment, seconds)
+    if float_result is not None:
+        metrics["warm_start"] = "float"
     if float_baseline:
-        metrics["float_baseline"] = _float_baseline(
-            model_config, cfg, dataset, augment, device, quiet
-        )
+        if float_result is None:
+            float_result, _ = _float_run(
+                model_config, cfg, dataset, augment, device, quiet,
+                f"the quantised model's {CHECKPOINT_NAME} in {out} holds its last epoch but "
+                "metrics.json is not written; continue with --resume",
+            )  # fmt: skip
+        metrics["float_baseline"] = float_result
         metrics["quantisation_cost"] = (
             metrics["float_baseline"]["test_accuracy"] - metrics["test_accuracy"]
         )
@@ -398,26 +416,34 @@ def _final_metrics(
     return metrics
 
 
-def _float_baseline(
+def _float_run(
     model_config: ModelConfig,
     cfg: TrainConfig,
     dataset: Dataset,
     augment: bool,
     device: Any,
     quiet: bool,
-) -> dict[str, Any]:
-    """The same architecture without quantisers, same recipe, seed and model selection."""
+    on_interrupt: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same architecture without quantisers, same recipe, seed and model selection: its
+    metrics (the float baseline) and its best weights (a warm start). ``on_interrupt`` says,
+    after Ctrl-C, what has been saved."""
     from dataclasses import replace
 
     float_config = replace(model_config, quantize=False)
     loop = EpochLoop(build_seeded(float_config, cfg, dataset), cfg, dataset, augment, device)
-    progress, task = _progress(quiet, f"{model_config.kind} float baseline", cfg.epochs, 0)
+    progress, task = _progress(quiet, f"{model_config.kind} float twin", cfg.epochs, 0)
     t0 = time.perf_counter()
     try:
         while loop.epoch < cfg.epochs and not loop.stopped_early:
             loop.run_epoch()
             if progress is not None:
                 progress.update(task, advance=1, info=loop.info())
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"training interrupted during epoch {loop.epoch + 1}/{cfg.epochs} of the float "
+            f"twin (same architecture without quantisers); {on_interrupt}"
+        ) from None
     finally:
         if progress is not None:
             progress.stop()
@@ -435,7 +461,22 @@ def _float_baseline(
     }
     if dataset.x_val is not None:
         result["val_accuracy"] = evaluate(loop.model, dataset.x_val, dataset.y_val)  # type: ignore[arg-type]
-    return result
+    return result, cpu_state(loop.model)
+
+
+def _load_float_weights(model: Any, state: dict[str, Any], config: ModelConfig) -> None:
+    """Copy a float twin's weights into the quantised model (the quantisers keep their
+    initialisation; Brevitas maps ``nn.LSTM``'s ``weight_ih_l0``... onto its gates)."""
+    from qnet.errors import InternalError
+
+    result = model.load_state_dict(state, strict=False)
+    own = set(model.state_dict())
+    missing = [k for k in result.missing_keys if "quant" not in k and k in own]
+    if result.unexpected_keys or missing:
+        raise InternalError(
+            f"the float twin of {config.kind} does not map onto it: unexpected "
+            f"{result.unexpected_keys}, missing {missing}"
+        )
 
 
 def _plot(history: dict[str, list[float]], path: Path, title: str) -> None:

@@ -591,14 +591,14 @@ def verification_inputs(spec: str | Path, n: int, seed: int = 0) -> tuple[Any, n
     ckpt = source.checkpoint
     if ckpt is not None and getattr(ckpt, "data_spec", None):
         try:
-            from qnet.data import open_split
+            from qnet.data import checkpoint_stream
 
             # Streamed (an .npz is memory-mapped): only the n samples used are read.
             parts: list[np.ndarray] = []
             need = n
             for split in ("test", "val", "train"):
                 try:
-                    stream = open_split(ckpt.data_spec, ckpt.config.kind, split, seed=0)
+                    stream = checkpoint_stream(ckpt, None, split)  # the training split
                 except QnetError:
                     if split == "test":
                         raise

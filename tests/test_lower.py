@@ -51,17 +51,18 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
         ),
         (
             lambda: torch.nn.Sequential(
-                _inp(), qnn.QuantConv2d(1, 2, 3, groups=1, dilation=2, weight_quant=W4, bias=False)
+                _inp(), qnn.QuantConv2d(1, 2, 3, padding="same", weight_quant=W4, bias=False)
             ),
             (1, 8, 8),
-            ["module '1' (QuantConv2d)", "dilation", "groups=1"],
+            ["module '1' (QuantConv2d)", "padding='same'", "integer zero padding"],
         ),
         (
             lambda: torch.nn.Sequential(
-                _inp(), qnn.QuantConv2d(2, 2, 3, groups=2, weight_quant=W4, bias=False)
+                _inp(),
+                qnn.QuantConv2d(2, 2, 3, padding=1, padding_mode="reflect", weight_quant=W4),
             ),
             (2, 8, 8),
-            ["module '1' (QuantConv2d)", "groups=2"],
+            ["module '1' (QuantConv2d)", "padding_mode='reflect'", "zeros"],
         ),
         (
             lambda: torch.nn.Sequential(
@@ -90,8 +91,8 @@ def _lower(model: torch.nn.Module, shape: tuple[int, ...]) -> HwGraph:
     ],
     ids=[
         "tanh",
-        "dilation",
-        "groups",
+        "padding-same",
+        "padding-reflect",
         "float-accumulator-consumed",
         "no-input-quant",
         "bn-without-act",

@@ -56,10 +56,16 @@ def _train_briefly(model: torch.nn.Module, seed: int, steps: int = 4) -> None:
     model.eval()
 
 
-def _lstmnet(w_bits: int, a_bits: int, seed: int, trained: bool) -> LSTMNet:
+def _lstmnet(w_bits: int, a_bits: int, seed: int, trained: bool, requant: bool = False) -> LSTMNet:
     torch.manual_seed(seed)
     cfg = ModelConfig(
-        kind="lstm", in_shape=(T, F), num_classes=3, w_bits=w_bits, a_bits=a_bits, hidden=(H,)
+        kind="lstm",
+        in_shape=(T, F),
+        num_classes=3,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        hidden=(H,),
+        lstm_requant_input=requant,
     )
     model = LSTMNet(cfg)
     with torch.no_grad():  # larger weights: gates saturate, tables are used end to end
@@ -71,23 +77,32 @@ def _lstmnet(w_bits: int, a_bits: int, seed: int, trained: bool) -> LSTMNet:
     return model.eval()
 
 
+# (w_bits, a_bits, seed, trained, requant): requant=True is the QuantLSTM requantising its
+# input with io_quant (checkpoints written before lstm_requant_input), False the default
+# (the input quantiser's output enters the cell as it is, io_quant quantises only h).
 _CASES = [
-    (2, 2, 0, False),
-    (4, 4, 1, False),
-    (8, 8, 0, False),
-    (8, 4, 3, False),
-    (2, 2, 1, True),
-    (4, 4, 0, True),
-    (8, 8, 1, True),
-    (2, 8, 2, True),
+    (2, 2, 0, False, False),
+    (4, 4, 1, False, False),
+    (8, 8, 0, False, False),
+    (8, 4, 3, False, False),
+    (2, 2, 1, True, False),
+    (4, 4, 0, True, False),
+    (8, 8, 1, True, False),
+    (2, 8, 2, True, False),
+    (4, 4, 1, False, True),
+    (2, 2, 1, True, True),
+    (4, 4, 0, True, True),
+    (8, 8, 1, True, True),
 ]
 
 
-@pytest.mark.parametrize("w_bits,a_bits,seed,trained", _CASES)
-def test_lstmnet_exact(w_bits: int, a_bits: int, seed: int, trained: bool) -> None:
-    model = _lstmnet(w_bits, a_bits, seed, trained)
+@pytest.mark.parametrize("w_bits,a_bits,seed,trained,requant", _CASES)
+def test_lstmnet_exact(w_bits: int, a_bits: int, seed: int, trained: bool, requant: bool) -> None:
+    model = _lstmnet(w_bits, a_bits, seed, trained, requant)
     graph = qnet.lower(model, torch.zeros(1, T, F))
     assert any(isinstance(layer, LSTM) for layer in graph.layers)
+    # the io_quant requantisation of the input is a hardware layer exactly when requant
+    assert any(layer.name.endswith("io_quant") for layer in graph.layers) == requant
     x = _inputs(1000, seed)
     with torch.no_grad():
         want = model(x).double().numpy()

@@ -120,13 +120,20 @@ def test_wrong_in_shape_rank_refused():
         build_model(ModelConfig("lstm", (8, 8), 10, hidden=(8, 8)))
 
 
-@pytest.mark.parametrize("shape, hidden, bits", [((40, 1), 16, 4), ((8, 8), 12, 8), ((6, 3), 5, 2)])
-def test_fast_lstm_training_forward_equals_brevitas(shape, hidden, bits):
+@pytest.mark.parametrize(
+    "shape, hidden, bits, requant",
+    [((40, 1), 16, 4, False), ((8, 8), 12, 8, False), ((6, 3), 5, 2, False), ((6, 3), 5, 4, True)],
+)
+def test_fast_lstm_training_forward_equals_brevitas(shape, hidden, bits, requant):
     """The faster QuantLSTM training forward gives Brevitas' values bit for bit and the same
-    gradients (weights to float32 rounding; scales, sums with cancellation, to 1e-2 rel.)."""
+    gradients (weights to float32 rounding; scales, sums with cancellation, to 1e-2 rel.),
+    with the input entering the cell as it is (default) or requantised by io_quant."""
     from qnet.models._fast_lstm import supports
 
-    config = ModelConfig("lstm", shape, 10, w_bits=bits, a_bits=bits, hidden=(hidden,), dropout=0.0)
+    config = ModelConfig(
+        "lstm", shape, 10, w_bits=bits, a_bits=bits, hidden=(hidden,), dropout=0.0,
+        lstm_requant_input=requant,
+    )  # fmt: skip
     torch.manual_seed(0)
     model = build_model(config)
     assert supports(model.lstm)
@@ -155,3 +162,11 @@ def test_fast_lstm_training_forward_equals_brevitas(shape, hidden, bits):
     model.eval()  # eval mode always runs Brevitas' own forward
     with torch.no_grad():
         assert torch.equal(model(x), outs[1])
+
+
+def test_lstm_config_written_before_lstm_requant_input_keeps_its_meaning():
+    old = ModelConfig("lstm", (8, 1), 3).to_dict()
+    del old["lstm_requant_input"]
+    assert ModelConfig.from_dict(old).lstm_requant_input is True
+    assert ModelConfig("lstm", (8, 1), 3).lstm_requant_input is False
+    assert build_model(ModelConfig("lstm", (8, 1), 3)).lstm.layers[0][0].quantize_output_only

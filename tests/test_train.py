@@ -565,3 +565,66 @@ def test_user_model_architecture_options_refused(tmp_path, capsys):
         "--channels", "4", "--out", str(tmp_path / "o"),
     )  # fmt: skip
     assert code == 2 and "user's own model defines its own architecture" in " ".join(err.split())
+
+
+def test_warm_start_maps_the_float_lstm_onto_the_quant_lstm():
+    """Every float weight lands on its gate (nn.LSTM's i, f, g, o rows -> Brevitas' gates)."""
+    from qnet.models import ModelConfig, build_model
+    from qnet.train import _load_float_weights
+
+    config = ModelConfig("lstm", (6, 3), 4, hidden=(5,))
+    float_model = build_model(replace(config, quantize=False))
+    quant = build_model(config)
+    _load_float_weights(quant, float_model.state_dict(), config)
+    hs, layer = 5, quant.lstm.layers[0][0]
+    for k, gate in enumerate(("input", "forget", "cell", "output")):
+        params = getattr(layer, f"{gate}_gate_params")
+        rows = slice(k * hs, (k + 1) * hs)
+        assert torch.equal(params.input_weight.weight, float_model.lstm.weight_ih_l0[rows])
+        assert torch.equal(params.hidden_weight.weight, float_model.lstm.weight_hh_l0[rows])
+        want = float_model.lstm.bias_ih_l0[rows] + float_model.lstm.bias_hh_l0[rows]
+        assert torch.equal(params.bias, want)
+    assert torch.equal(quant.fc.weight, float_model.fc.weight)
+
+
+def test_warm_start_runs_the_float_twin_once(tmp_path, monkeypatch):
+    import qnet.train as qtrain
+
+    d = load_dataset("digits-rows", "lstm", seed=0)
+    d = replace(d, x_train=d.x_train[:96], y_train=d.y_train[:96], x_test=d.x_test[:40],
+                y_test=d.y_test[:40])  # fmt: skip
+    config = default_model_config("lstm", d, hidden=(6,))
+    runs = []
+    real = qtrain._float_run
+
+    def counting(*args, **kwargs):
+        runs.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(qtrain, "_float_run", counting)
+    res = train(config, TrainConfig(epochs=1, batch_size=32), d, tmp_path / "w",
+                float_baseline=True, **FAST)  # fmt: skip
+    assert len(runs) == 1 and res.metrics["warm_start"] == "float"
+    assert 0 <= res.metrics["float_baseline"]["test_accuracy"] <= 1
+    # resuming reuses the recorded float run; warm_start="none" never runs it
+    train(config, TrainConfig(epochs=2, batch_size=32), d, tmp_path / "w", resume=True,
+          float_baseline=True, **FAST)  # fmt: skip
+    assert len(runs) == 1
+    cold = TrainConfig(epochs=1, batch_size=32, warm_start="none")
+    assert "warm_start" not in train(config, cold, d, tmp_path / "c", **FAST).metrics
+    assert len(runs) == 1
+    with pytest.raises(ConfigError, match="warm-start"):
+        TrainConfig(warm_start="yes")
+
+
+def test_interrupt_in_the_float_twin_is_a_clean_error(tmp_path, small, monkeypatch):
+    import qnet.train_loop as qloop
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qloop, "evaluate", interrupt)
+    cfg = TrainConfig(epochs=1, batch_size=32, warm_start="float")
+    with pytest.raises(TrainingInterrupted, match="float twin.*nothing is saved"):
+        train(_config(small), cfg, small, tmp_path / "i", **FAST)
+    assert not any((tmp_path / "i").iterdir())

@@ -30,6 +30,20 @@ def _live_progress(title: str, quiet: bool) -> Iterator[Any]:
         yield update
 
 
+def _with_defaults(
+    board: str | None, io_type: str | None, reuse_factor: int | None, strategy: str | None
+) -> tuple[str, str, int, str]:
+    """The estimate options given, each one not given from :mod:`qnet.hw.options`."""
+    from qnet.hw import options  # imported here: qnet --help stays light
+
+    return (
+        options.DEFAULT_BOARD if board is None else board,
+        options.DEFAULT_IO_TYPE if io_type is None else io_type,
+        options.DEFAULT_REUSE_FACTOR if reuse_factor is None else reuse_factor,
+        options.DEFAULT_STRATEGY if strategy is None else strategy,
+    )
+
+
 def _executor(executor: str, workers: int | None, address: str | None) -> Any:
     from qnet.executors import make_executor
 
@@ -44,12 +58,18 @@ def sweep_command(
     data: str = typer.Option(..., "--data", help="Dataset spec, e.g. digits."),
     w_bits: str = typer.Option("2,4,8", "--w-bits", help="Weight bit widths, comma-separated."),
     a_bits: str = typer.Option("2,4,8", "--a-bits", help="Activation bit widths."),
-    board: str = typer.Option("pynq-z2", "--board", help="Board name or .toml."),
+    board: str = typer.Option(None, "--board", help="Board name or .toml (default: pynq-z2)."),
     out: Path = typer.Option(..., "--out", help="Output folder (resumable)."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per point."),
-    io_type: str = typer.Option("io_parallel", "--io-type"),
-    reuse_factor: int = typer.Option(1, "--reuse-factor"),
-    strategy: str = typer.Option("Latency", "--strategy"),
+    io_type: str = typer.Option(
+        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
+    ),
+    reuse_factor: int = typer.Option(
+        None, "--reuse-factor", help="hls4ml reuse factor (default: 1)."
+    ),
+    strategy: str = typer.Option(
+        None, "--strategy", help="Latency or Resource (default: Latency)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="Torch threads per training run."),
     executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
@@ -66,6 +86,7 @@ def sweep_command(
     from qnet.sweep import parse_bits, run_sweep
 
     ws, as_ = parse_bits(w_bits, "--w-bits"), parse_bits(a_bits, "--a-bits")
+    board, io_type, reuse_factor, strategy = _with_defaults(board, io_type, reuse_factor, strategy)
     with (
         _executor(executor, workers, address) as runner,
         _live_progress(f"sweep {model} on {data} ({executor})", quiet) as progress,
@@ -120,7 +141,9 @@ def sweep_command(
 def search_command(
     model: str = typer.Option(..., "--model", help="convnet2d, convnet1d or mlp."),
     data: str = typer.Option(..., "--data", help="Dataset spec, e.g. digits."),
-    board: str = typer.Option("pynq-z2", "--board", help="Board name or .toml (estimate)."),
+    board: str = typer.Option(
+        None, "--board", help="Board name or .toml (estimate) (default: pynq-z2)."
+    ),
     trials: int = typer.Option(20, "--trials", help="Finished trials the study should hold."),
     out: Path = typer.Option(..., "--out", help="Output folder (study.db: resumable)."),
     objective: str = typer.Option("lut", "--objective", help="lut or latency (vs accuracy)."),
@@ -129,9 +152,15 @@ def search_command(
         False, "--search-width", help="Also search a width scale (0.5, 1, 2) of the layers."
     ),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per trial."),
-    io_type: str = typer.Option("io_parallel", "--io-type"),
-    reuse_factor: int = typer.Option(1, "--reuse-factor"),
-    strategy: str = typer.Option("Latency", "--strategy"),
+    io_type: str = typer.Option(
+        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
+    ),
+    reuse_factor: int = typer.Option(
+        None, "--reuse-factor", help="hls4ml reuse factor (default: 1)."
+    ),
+    strategy: str = typer.Option(
+        None, "--strategy", help="Latency or Resource (default: Latency)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="Torch threads per training run."),
     executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
@@ -149,6 +178,7 @@ def search_command(
     from qnet.sweep import parse_bits
 
     bit_list = parse_bits(bits, "--bits")
+    board, io_type, reuse_factor, strategy = _with_defaults(board, io_type, reuse_factor, strategy)
     with (
         _executor(executor, workers, address) as runner,
         _live_progress(f"search {model} on {data} ({executor})", quiet) as progress,

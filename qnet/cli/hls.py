@@ -49,19 +49,19 @@ def export_command(
         ..., help="Checkpoint, qnet train run folder, or file.py:function."
     ),
     board: str = typer.Option(
-        None, "--board", help="Board name (qnet boards) or board file [default: pynq-z2]."
+        None, "--board", help="Board name (qnet boards) or board file (default: pynq-z2)."
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output folder (refused if not empty without --force)."
     ),
     io_type: str = typer.Option(
-        None, "--io-type", help="io_parallel or io_stream [default: io_parallel]."
+        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
     ),
     reuse_factor: str = typer.Option(
-        None, "--reuse-factor", help="N, or layer=N,... per layer [default: 1]."
+        None, "--reuse-factor", help="N, or layer=N,... per layer (default: 1)."
     ),
     strategy: str = typer.Option(
-        None, "--strategy", help="Latency or Resource [default: Latency]."
+        None, "--strategy", help="Latency or Resource (default: Latency)."
     ),
     clock_period_ns: float = typer.Option(
         None, "--clock-ns", help="Clock period (default: the board's)."
@@ -106,7 +106,7 @@ def verify_command(
     model: Path = typer.Argument(
         ..., help="Checkpoint, qnet train run folder, or file.py:function."
     ),
-    board: str = typer.Option(None, "--board", help="Board name or board file [default: pynq-z2]."),
+    board: str = typer.Option(None, "--board", help="Board name or board file (default: pynq-z2)."),
     n: int = typer.Option(
         500, "--n", help="Number of inputs (test split of the checkpoint's data)."
     ),
@@ -118,13 +118,13 @@ def verify_command(
         "instead of stopping with an error.",
     ),
     io_type: str = typer.Option(
-        None, "--io-type", help="io_parallel or io_stream [default: io_parallel]."
+        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
     ),
     reuse_factor: str = typer.Option(
-        None, "--reuse-factor", help="N, or layer=N,... per layer [default: 1]."
+        None, "--reuse-factor", help="N, or layer=N,... per layer (default: 1)."
     ),
     strategy: str = typer.Option(
-        None, "--strategy", help="Latency or Resource [default: Latency]."
+        None, "--strategy", help="Latency or Resource (default: Latency)."
     ),
     config: Path = typer.Option(None, "--config", help=config_option_help()),
     seed: int = typer.Option(0, "--seed", help="Seed for random inputs when there is no data set."),

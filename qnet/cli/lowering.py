@@ -60,7 +60,9 @@ def simulate_command(
         ".npz (np.savez) is memory-mapped and streamed, so it may be bigger than memory.",
     ),
     split: str = typer.Option("test", "--split", help="test, val or train."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the built-in data split."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Split seed (default: the one the model was trained with)."
+    ),
     brevitas: bool = typer.Option(
         True, "--brevitas/--no-brevitas", help="Also run Brevitas and count exact outputs."
     ),

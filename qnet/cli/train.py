@@ -77,6 +77,12 @@ def train_command(
         "--float-baseline",
         help="Also train the same architecture without quantisers; report the quantisation cost.",
     ),
+    warm_start: str = typer.Option(
+        "auto",
+        "--warm-start",
+        help="float: train the float twin first and start from its weights (it is also the "
+        "--float-baseline); none; auto: float for lstm and convnet1d, none otherwise.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(
         None, "--threads", help="Torch CPU threads (default 2; 1 is faster on a busy machine)."
@@ -104,6 +110,7 @@ def train_command(
         label_smoothing=label_smoothing,
         seed=seed,
         early_stopping=early_stopping,
+        warm_start=warm_start,
     )
     resolve_device(device)
     model_config, dataset = prepare(

@@ -56,7 +56,8 @@ Layout
 ------
 ``context`` (records, registries, :class:`LowerContext`), ``capture`` (hooks and
 TorchFunctionMode), ``quant`` (quantiser -> FixedType helpers), ``layers`` (built-in handlers),
-``lstm`` (QuantLSTM), ``driver`` (:func:`lower`). The handler modules register themselves when
+``lstm`` (QuantLSTM), ``merge`` (``torch.cat``), ``pooling`` (average pooling over any window, global
+pooling, TruncAvgPool2d), ``driver`` (:func:`lower`). The handler modules register themselves when
 imported; this package imports them, and is the only place that does.
 """
 
@@ -66,6 +67,8 @@ from __future__ import annotations
 # that imports them.
 from qnet.lowering import layers as _layers  # noqa: F401
 from qnet.lowering import lstm as _lstm  # noqa: F401
+from qnet.lowering import merge as _merge  # noqa: F401
+from qnet.lowering import pooling as _pooling  # noqa: F401
 from qnet.lowering.context import (
     FLOAT32_EXACT_LIMIT,
     FUNCTION_LOWERERS,

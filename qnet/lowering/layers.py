@@ -48,6 +48,7 @@ from qnet.lowering.host import (
     host_ops_of_module,
     replay_pending,
 )
+from qnet.lowering.pooling import mean_pool
 from qnet.lowering.quant import (
     acc_type_for,
     fixed_type_of,
@@ -373,18 +374,20 @@ def _pair(v: Any, dims: int) -> tuple[int, ...]:
 def _lower_conv(ctx: LowerContext, call: Call) -> TensorRef:
     m = call.unit
     dims = 1 if isinstance(m, qnn.QuantConv1d) else 2
-    accepted = "groups=1, dilation=1, integer zero padding (padding_mode='zeros')"
-    if m.groups != 1:
-        raise ctx.unsupported(call, f"groups={m.groups}", accepted)
-    if any(d != 1 for d in _pair(m.dilation, dims)):
-        raise ctx.unsupported(call, f"dilation={m.dilation}", accepted)
+    accepted = "integer zero padding (padding_mode='zeros'); any groups, stride, dilation"
     if isinstance(m.padding, str) or m.padding_mode != "zeros":
         raise ctx.unsupported(
             call, f"padding={m.padding!r}, padding_mode={m.padding_mode!r}", accepted
         )
 
     def make(**kw: Any) -> Conv:
-        return Conv(stride=_pair(m.stride, dims), padding=_pair(m.padding, dims), **kw)
+        return Conv(
+            stride=_pair(m.stride, dims),
+            padding=_pair(m.padding, dims),
+            groups=m.groups,
+            dilation=_pair(m.dilation, dims),
+            **kw,
+        )
 
     return _weighted(ctx, call, make)
 
@@ -451,11 +454,17 @@ def _lower_avgpool(ctx: LowerContext, call: Call) -> TensorRef:
     kernel = _pair(m.kernel_size, dims)
     stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
     n = int(np.prod(kernel))
-    accepted = "padding=0, ceil_mode=False, no divisor_override, a power-of-two window size"
+    accepted = "padding=0, ceil_mode=False, no divisor_override"
     if any(_pair(m.padding, dims)) or m.ceil_mode or getattr(m, "divisor_override", None):
         raise ctx.unsupported(call, "padding/ceil_mode/divisor_override", accepted)
-    if n & (n - 1):
-        raise ctx.unsupported(call, f"a window of {n} values (the mean is not exact)", accepted)
+    if n & (n - 1):  # exact sum in hardware, torch's float32 division pending (pooling.py)
+        if ref.is_float_scaled:
+            raise ctx.unsupported(
+                call,
+                f"a window of {n} values (not a power of two) on a float-scale tensor",
+                "a power-of-two window, or power-of-two scales",
+            )
+        return mean_pool(ctx, call, ref, kernel, _shape(call.output), stride)
     log2n = n.bit_length() - 1
     t = ref.type
     out_type = FixedType(t.width + log2n, t.integer, t.signed, t.rounding, t.overflow)

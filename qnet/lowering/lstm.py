@@ -143,8 +143,8 @@ def _single_layer(module: QuantLSTM, name: str) -> Any:
         raise _unsupported(where, "coupled_input_forget_gates=True")
     if not layer.cell.batch_first:
         raise _unsupported(where, "batch_first=False (qnet graphs are batch first: (N, T, F))")
-    if layer.reverse_input or layer.quantize_output_only:
-        raise _unsupported(where, "reversed or output-only-quantised layer")
+    if layer.reverse_input:
+        raise _unsupported(where, "reversed layer")
     if module.training:
         raise _unsupported(where, "module is in training mode; call model.eval() first")
     return layer
@@ -175,7 +175,8 @@ def lower_quant_lstm(
     -------
     list of Layer
         A :class:`~qnet.hw.graph.Quant` requantising the input to the io type (only when
-        ``in_type`` differs from it), then the :class:`~qnet.hw.lstm.LSTM`.
+        ``in_type`` differs from it and the layer quantises its input: not
+        ``quantize_output_only``), then the :class:`~qnet.hw.lstm.LSTM`.
     """
     layer = _single_layer(module, name)
     src = f"{name}: {type(module).__name__}"
@@ -183,7 +184,10 @@ def lower_quant_lstm(
         raise _unsupported(src, f"input shape {in_shape}, expected (T, {layer.input_size})")
     io_t = lstm_io_type(module, name)
     out: list[Layer] = []
-    if in_type != io_t:
+    # quantize_output_only: the input (already fixed point, ``in_type``) enters the cell as it
+    # is; io_quant quantises only h
+    x_t = in_type if layer.quantize_output_only else io_t
+    if x_t != in_type:
         out.append(Quant(f"{name}.io_quant", (input_name,), tuple(in_shape), io_t, src))
         input_name = out[-1].name
     cell = layer.cell
@@ -204,7 +208,7 @@ def lower_quant_lstm(
             raise _unsupported(src, f"{what} of {t.width} bits: activation tables need <= 12 bits")
 
     with torch.no_grad():
-        quant_input = layer.io_quant(torch.zeros(1, layer.input_size))
+        quant_input = _zero_input(layer, x_t)
         wi, wh, wi_t, wh_t, bias, bias_t = [], [], [], [], [], []
         for gp_name in _GATE_PARAMS:
             gp = getattr(layer, gp_name)
@@ -226,14 +230,15 @@ def lower_quant_lstm(
 
     # Exact accumulators, sized from the bound on |W x + U h + b| on each gate's grid.
     acc_types = []
-    x_abs = max(abs(io_t.int_min), abs(io_t.int_max))
+    x_abs = max(abs(x_t.int_min), abs(x_t.int_max))
+    h_abs = max(abs(io_t.int_min), abs(io_t.int_max))
     for k in range(4):
-        parts = [io_t.frac + wi_t[k].frac, io_t.frac + wh_t[k].frac]
+        parts = [x_t.frac + wi_t[k].frac, io_t.frac + wh_t[k].frac]
         if has_bias:
             parts.append(bias_t[k].frac)
         frac = max(parts)
         bound_rows = (np.abs(wi[k]).sum(axis=1) << (frac - parts[0])) * x_abs
-        bound_rows = bound_rows + (np.abs(wh[k]).sum(axis=1) << (frac - parts[1])) * x_abs
+        bound_rows = bound_rows + (np.abs(wh[k]).sum(axis=1) << (frac - parts[1])) * h_abs
         if has_bias:
             bound_rows = bound_rows + (np.abs(bias[k]) << (frac - parts[2]))
         acc_types.append(acc_type_from_bound(int(bound_rows.max()), frac))
@@ -272,6 +277,22 @@ def lower_quant_lstm(
         )
     )
     return out
+
+
+def _zero_input(layer: Any, x_t: FixedType) -> Any:
+    """A zero input QuantTensor of type ``x_t`` (the bias quantiser reads its scale)."""
+    if not layer.quantize_output_only:
+        return layer.io_quant(torch.zeros(1, layer.input_size))
+    from brevitas.quant_tensor import IntQuantTensor
+
+    return IntQuantTensor(
+        torch.zeros(1, layer.input_size),
+        torch.tensor(2.0**-x_t.frac),
+        torch.tensor(0.0),
+        torch.tensor(float(x_t.width)),
+        x_t.signed,
+        False,
+    )
 
 
 def acc_bound(layer: LSTM, in_type: FixedType) -> int:

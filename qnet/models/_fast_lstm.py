@@ -69,12 +69,7 @@ def supports(lstm: Any) -> bool:
     if len(lstm.layers) != 1 or len(lstm.layers[0]) != 1:
         return False
     layer = lstm.layers[0][0]
-    if (
-        layer.cell.cifg
-        or layer.reverse_input
-        or not layer.cell.batch_first
-        or layer.quantize_output_only
-    ):
+    if layer.cell.cifg or layer.reverse_input or not layer.cell.batch_first:
         return False
     for name in _CELL_QUANTS:
         fused = _fused(layer, name)

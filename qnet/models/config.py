@@ -66,6 +66,13 @@ class ModelConfig:
     layer_a_bits : tuple of int
         Per-layer activation bits: one per QuantReLU in order (after each conv and hidden
         dense layer); empty: ``a_bits`` everywhere.
+    lstm_requant_input : bool
+        lstm only. True: the QuantLSTM requantises its input with ``io_quant``, the quantiser
+        of the hidden state h (``a_bits`` over [-1, 1): Brevitas' default for a first layer,
+        and what checkpoints written before this field hold). False (default): the LSTM takes
+        the input quantiser's output as it is (``in_bits`` over the data's range) and
+        ``io_quant`` quantises only h; at 4 bits one 16-level grid on [-1, 1) cannot serve
+        both a standardised input and h (measured on the 1-D signals set: 82 % vs 89 % float).
     """
 
     kind: str
@@ -86,6 +93,7 @@ class ModelConfig:
     source: str = ""
     layer_w_bits: tuple[int, ...] = ()
     layer_a_bits: tuple[int, ...] = ()
+    lstm_requant_input: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == USER_KIND:
@@ -121,7 +129,7 @@ class ModelConfig:
             raise ConfigError(f"kernel-size must be a positive integer, got {self.kernel_size!r}")
         if self.kernel_size < 1:
             raise ConfigError(f"kernel-size must be a positive integer, got {self.kernel_size}")
-        for name in ("standardize", "in_signed", "batchnorm", "quantize"):
+        for name in ("standardize", "in_signed", "batchnorm", "quantize", "lstm_requant_input"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         rng = self.in_range
@@ -192,4 +200,7 @@ class ModelConfig:
             raise ConfigError(
                 f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}"
             )
+        if data.get("kind") == "lstm" and "lstm_requant_input" not in data:
+            # written before the field existed: the LSTM requantised its input with io_quant
+            data = {**data, "lstm_requant_input": True}
         return cls(**data)

@@ -5,7 +5,9 @@ point 0), so the cell is integer arithmetic plus tables over 8-bit domains:
 
 - weights: ``w_bits`` signed narrow per tensor (input and hidden weights of each gate have their
   own scale); biases 16-bit at scale input_scale * input_weight_scale;
-- ``io_quant`` (the LSTM input and the hidden state h): ``a_bits`` signed, covering [-1, 1);
+- ``io_quant`` (the hidden state h; with ``config.lstm_requant_input`` also the LSTM input):
+  ``a_bits`` signed, covering [-1, 1). By default the LSTM takes the model's input quantiser's
+  output as it is (``in_bits`` over the data's range: Brevitas' ``quantize_output_only``);
 - gate accumulators: 8-bit signed, covering [-8, 8) at init (scale 2**-4, learned);
 - sigmoid outputs: 8-bit unsigned, [0, 1) (scale 2**-8, learned);
 - tanh outputs: 8-bit signed, [-1, 1) (scale 2**-7, learned);
@@ -82,6 +84,11 @@ class LSTMNet(nn.Module):
             cell_state_quant=signed_range_quant(GATE_BITS, 4.0),
             return_quant_tensor=True,
         )
+        if not config.lstm_requant_input:
+            # Brevitas' own mode for the layers after the first of a stack: the input is
+            # already a fixed-point QuantTensor (here the model's input quantiser's), io_quant
+            # quantises only h. QuantLSTM's constructor sets it only for layers > 0.
+            self.lstm.layers[0][0].quantize_output_only = True
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict``, after dropping Brevitas' lazily built fused cell.

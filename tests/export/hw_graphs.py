@@ -62,9 +62,15 @@ def _weighted(cls, rng, name, src, x_t, shape, res_t, out_shape, **kw):
 
 
 def make_convnet(
-    dims: int, bits: int, seed: int = 0, size: int = 8, ch: tuple[int, int] = (4, 8)
+    dims: int,
+    bits: int,
+    seed: int = 0,
+    size: int = 8,
+    ch: tuple[int, int] = (4, 8),
+    fc: int = 16,
 ) -> HwGraph:
-    """Input -> conv(pad 1) -> relu -> maxpool -> conv -> relu -> flatten -> dense -> relu -> dense."""
+    """Input -> conv(pad 1) -> relu -> maxpool -> conv -> relu -> flatten -> dense(fc) -> relu
+    -> dense(10)."""
     rng = np.random.default_rng(seed)
     sp = (size,) * dims
     k = (3,) * dims
@@ -111,13 +117,13 @@ def make_convnet(
     layers.append(Flatten("flatten", ("relu2",), (n_flat,), a_t))
     layers.append(
         _weighted(
-            Dense, rng, "fc1", "flatten", a_t, (16, n_flat), out_type(bits), (16,), w_t=w_type(bits)
+            Dense, rng, "fc1", "flatten", a_t, (fc, n_flat), out_type(bits), (fc,), w_t=w_type(bits)
         )
     )
-    layers.append(ReLU("relu3", ("fc1",), (16,), a_t))
+    layers.append(ReLU("relu3", ("fc1",), (fc,), a_t))
     layers.append(
         _weighted(
-            Dense, rng, "fc2", "relu3", a_t, (10, 16), out_type(bits), (10,), w_t=w_type(bits)
+            Dense, rng, "fc2", "relu3", a_t, (10, fc), out_type(bits), (10,), w_t=w_type(bits)
         )
     )
     return HwGraph(tuple(layers), {"kind": f"convnet{dims}d", "bits": bits})
@@ -151,11 +157,22 @@ def random_inputs(graph: HwGraph, n: int, seed: int = 1) -> np.ndarray:
 
 def from_spec(spec: dict) -> HwGraph:
     """A graph from a stored spec: ``{"kind": "mlp", "bits", "seed", "n_in", "hidden"}`` or
-    ``{"kind": "conv", "dims", "bits", "seed", "size", "ch"}`` (tests/data/rtl_open_flow.json)."""
+    ``{"kind": "conv", "dims", "bits", "seed", "size", "ch"[, "fc"]}`` (tests/data/rtl_open_flow.json;
+    ``fc``, the first dense layer's width, defaults to 16) or ``{"kind": "file", "path"}`` (an
+    HwGraph file under tests/data)."""
+    if spec["kind"] == "file":  # a stored HwGraph, e.g. of a trained model
+        from pathlib import Path
+
+        return HwGraph.load(Path(__file__).parents[1] / "data" / spec["path"])
     if spec["kind"] == "mlp":
         return make_mlp(
             spec["bits"], seed=spec["seed"], n_in=spec["n_in"], hidden=tuple(spec["hidden"])
         )
     return make_convnet(
-        spec["dims"], spec["bits"], seed=spec["seed"], size=spec["size"], ch=tuple(spec["ch"])
+        spec["dims"],
+        spec["bits"],
+        seed=spec["seed"],
+        size=spec["size"],
+        ch=tuple(spec["ch"]),
+        fc=spec.get("fc", 16),
     )
