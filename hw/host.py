@@ -25,7 +25,15 @@ import numpy as np
 
 from qnet.errors import DataError, FormatError
 
-__all__ = ["HostOp", "HOST_OPS", "WIDE_OPS", "run_host", "fma32", "host_ops_to_json", "host_ops_from_json"]
+__all__ = [
+    "HostOp",
+    "HOST_OPS",
+    "WIDE_OPS",
+    "run_host",
+    "fma32",
+    "host_ops_to_json",
+    "host_ops_from_json",
+]
 
 #: op name -> what it computes (``c`` = ``const``, ``d`` = ``const2``; float32 throughout)
 HOST_OPS: dict[str, str] = {

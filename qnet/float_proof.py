@@ -231,8 +231,11 @@ def _capture(model: Any, x: np.ndarray, paths: list[str]) -> tuple[dict[str, np.
             continue
 
         def hook(_m: Any, _i: Any, out: Any, path: str = path) -> None:
-            value = out[0] if isinstance(out, tuple) else out
-            value = getattr(value, "value", value)
+            first: Any = out[0] if isinstance(out, tuple) else out
+            value: Any = getattr(first, "value", first)
+            if not isinstance(value, torch.Tensor):
+                twice.add(path)  # not a tensor: nothing to compare with
+                return
             if path in got:
                 twice.add(path)
             got[path] = value.detach().double().cpu().numpy()

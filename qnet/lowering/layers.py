@@ -227,7 +227,7 @@ def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
         if out_scale is not None:
             # Brevitas computes x / scale in float32, then rounds and clamps: the host divides
             # (as torch does), the input port takes the integers
-            ctx.pre.append(HostOp("div", np.float32(out_scale), source=call.source))
+            ctx.pre.append(HostOp("div", np.array([out_scale], np.float32), source=call.source))
         out = ctx.add(Input(ctx.name(call), (), ref.shape, out_type, call.source))
         if out_scale is not None:
             out = dataclasses.replace(out, scale=np.array([out_scale]))
@@ -281,7 +281,7 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         qx = proxy(_value(_first_tensor(call)))
         t, scale = quant_format(call.source, qx, proxy, "the input quantiser")
         if scale is not None:
-            ctx.pre.append(HostOp("div", np.float32(scale), source=call.source))
+            ctx.pre.append(HostOp("div", np.array([scale], np.float32), source=call.source))
         ref = ctx.add(Input(ctx.name(call, ".input_quant"), (), ref.shape, t, call.source))
         if scale is not None:
             ref = dataclasses.replace(ref, scale=np.array([scale]))
@@ -344,9 +344,9 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         return out
     channels = layer.out_shape[0]
     in_scale = 1.0 if ref.scale is None else float(ref.scale[0])
-    scale = (w_scale if w_scale is not None else np.ones(channels)) * in_scale
+    acc_scale = (w_scale if w_scale is not None else np.ones(channels)) * in_scale
     offset = _float_bias(module, qx, qw)
-    out = dataclasses.replace(out, scale=scale, offset=offset)
+    out = dataclasses.replace(out, scale=acc_scale, offset=offset)
     ctx.meta.setdefault("float_layers", {})[name] = {"input": ref.producer}
     if out_type is acc_type:
         return out
