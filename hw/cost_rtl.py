@@ -73,6 +73,7 @@ from qnet.hw.cost_common import LayerEstimate, _bit_length, _csd_nonzeros, _odd_
 from qnet.hw.fixed import FixedType, Overflow
 from qnet.hw.graph import (
     AvgPool,
+    Concat,
     Conv,
     Dense,
     Flatten,
@@ -217,6 +218,14 @@ def value_bounds(graph: HwGraph) -> dict[str, Bounds]:
                 out[layer.name] = _cast_bounds(t, lo, hi, src.out_type.frac)
             elif isinstance(layer, MaxPool):
                 out[layer.name] = out[layer.inputs[0]]
+            elif isinstance(layer, Concat):  # exact casts into out_type, then concatenated
+                parts = [_cast_bounds(t, *out[s], graph[s].out_type.frac) for s in layer.inputs]
+                if layer.axis == 0:  # features / channels: one after the other
+                    los, his = [p[0] for p in parts], [p[1] for p in parts]
+                    out[layer.name] = np.concatenate(los), np.concatenate(his)
+                else:  # a spatial axis: each channel takes values from every input
+                    lo = np.min([p[0] for p in parts], axis=0)
+                    out[layer.name] = lo, np.max([p[1] for p in parts], axis=0)
             elif isinstance(layer, Flatten):
                 src = graph[layer.inputs[0]]
                 reps = int(np.prod(src.out_shape[1:])) if len(src.out_shape) > 1 else 1

@@ -136,3 +136,22 @@ def test_pools_csim_and_rtl_exact() -> None:
     report = qnet.verify(build(), _inputs(64, 3), rtl=True)
     assert report.all_exact, report.table()
     assert {r.name for r in report.executors if r.ran} >= {"brevitas", "simulator", "csim", "rtl"}
+
+
+@pytest.mark.slow
+@pytest.mark.csim
+@pytest.mark.parametrize("model", ["pools", "concat", "conv_groups"])
+def test_io_stream_csim_exact(model: str) -> None:
+    """The same models through hls4ml's io_stream kernels (DepthwiseConv, Concatenate,
+    thresholds): C simulation == simulator == Brevitas."""
+    import test_concat
+    import test_conv_groups
+
+    if model == "pools":
+        m, x = build(), _inputs(32, 7)
+    elif model == "concat":
+        m, x = test_concat.build(), test_concat._inputs(32, 7)
+    else:
+        m, x = test_conv_groups.build(2), test_conv_groups._inputs(2, 32, 7)
+    report = qnet.verify(m, x, io_type="io_stream")
+    assert report.all_exact, report.table()

@@ -76,6 +76,8 @@ def test_concat_simulator_equals_brevitas() -> None:
     # s6 with 5 fractional bits and u4 with 4: the s6.5 grid holds both exactly
     assert cats[1].out_type == FixedType(6, 1, True)
     assert cats[1].out_shape == (9, 6, 6)
+    rows = {r.name: r for r in qnet.estimate(graph, flow="rtl").layers}
+    assert rows[cats[1].name].note == "wiring" and rows["head"].lut > 0
     x = _inputs(400, 1)
     with torch.no_grad():
         want = m(torch.from_numpy(x)).double().numpy()
