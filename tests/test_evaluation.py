@@ -97,3 +97,42 @@ def test_cli_simulate_uses_the_recorded_seed(ckpt_path):
     acc = evaluate(load_checkpoint(ckpt_path).model, data.x_test, data.y_test)
     assert f"brevitas accuracy:  {acc:.4f}" in out
     assert f"exact outputs:      {len(data.y_test) * 10} / {len(data.y_test) * 10}" in out
+
+
+def test_npz_val_and_train_splits_are_the_carved_parts(tmp_path) -> None:  # noqa: ANN001
+    """An .npz without x_val: training carved --val-fraction out of x_train; `--split val` /
+    `--split train` must read exactly those rows (not x_val from the file, nor all of x_train)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(
+        path,
+        x_train=rng.standard_normal((200, 10)).astype(np.float32),
+        y_train=rng.integers(0, 3, 200),
+        x_test=rng.standard_normal((50, 10)).astype(np.float32),
+        y_test=rng.integers(0, 3, 50),
+    )
+    data = load_dataset(str(path), "mlp", seed=SEED, val_fraction=0.2)
+    assert data.x_val is not None and len(data.x_val) == 40
+    config = default_model_config("mlp", data, hidden=(8,))
+    from qnet.models._quant import COLLECT_STATS_STEPS
+
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    with torch.no_grad():
+        for _ in range(COLLECT_STATS_STEPS + 1):
+            model(torch.from_numpy(data.x_train[:64]))
+    model.eval()
+    ckpt = tmp_path / "m.ckpt"
+    save_checkpoint(
+        ckpt, model, config, data_spec=str(path), normalisation=data.normalisation, metrics={}
+    )
+    loaded = load_checkpoint(ckpt)
+    for split, want_x, want_y in (
+        ("val", data.x_val, data.y_val),
+        ("train", data.x_train, data.y_train),
+        ("test", data.x_test, data.y_test),
+    ):
+        stream = checkpoint_stream(loaded, split=split)
+        parts = list(stream.batches(16))
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), want_x)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), want_y)

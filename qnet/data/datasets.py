@@ -345,6 +345,15 @@ def _carve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split ``fraction`` of (x, y) off as validation data, stratified when every class has
     at least two samples."""
+    idx_train, idx_val = carve_indices(name, y, fraction, seed)
+    return x[idx_train], x[idx_val], y[idx_train], y[idx_val]
+
+
+def carve_indices(
+    name: str, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (training, validation) indices of the validation split carved from ``y``
+    (the labels of ``x_train``); what training used for ``--val-fraction``."""
     n = len(y)
     n_val = int(round(n * fraction))
     if n_val < 1 or n - n_val < 1:
@@ -362,7 +371,7 @@ def _carve(
     )
     idx_train.sort()
     idx_val.sort()
-    return x[idx_train], x[idx_val], y[idx_train], y[idx_val]
+    return idx_train, idx_val
 
 
 def _load_digits(spec: str, model_kind: str, seed: int) -> _Raw:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from qnet.data.datasets import (
     SPLITS,
     _check_x,
     _check_y,
+    carve_indices,
     checkpoint_split,
     load_dataset,
 )
@@ -226,6 +227,25 @@ def open_split(
     )  # fmt: skip
 
 
+class _Rows:
+    """Rows ``idx`` of a (memory-mapped) array, read slice by slice as :class:`SplitStream`
+    reads them."""
+
+    def __init__(self, base: Any, idx: np.ndarray) -> None:
+        self.base, self.idx = base, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        return np.asarray(self.base[self.idx[item]])
+
+
+def _has_member(path: str | Path, name: str) -> bool:
+    with np.load(path, allow_pickle=False) as z:
+        return name in z.files
+
+
 def checkpoint_stream(
     ckpt: Any, data: str | None = None, split: str = "test", seed: int | None = None
 ) -> SplitStream:
@@ -246,7 +266,16 @@ def checkpoint_stream(
     if seed is None:
         seed = int(norm.get("split_seed", 0))
     method = norm.get("method")
-    stream = open_split(spec, ckpt.config.kind, split, seed, minmax=method in (None, "minmax"))
+    fraction = float(norm.get("val_fraction") or 0.0)
+    carved = split in ("train", "val") and fraction > 0 and not _has_member(spec, "x_val")
+    source = "train" if carved else split
+    stream = open_split(spec, ckpt.config.kind, source, seed, minmax=method in (None, "minmax"))
+    if carved:
+        # training carved its validation part out of x_train: the same rows, as training saw
+        idx_train, idx_val = carve_indices(str(spec), stream.y, fraction, seed)
+        idx = idx_val if split == "val" else idx_train
+        rows: Any = _Rows(stream.x, idx)  # reads like the array it stands for
+        stream = replace(stream, x=rows, y=stream.y[idx], split=split)
     if tuple(stream.in_shape) != tuple(ckpt.config.in_shape):
         raise DataError(
             f"--data {spec}: samples have shape {tuple(stream.in_shape)} but the "
