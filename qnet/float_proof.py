@@ -131,6 +131,15 @@ def _abs_products(graph: HwGraph, name: str, trace: dict[str, np.ndarray]) -> np
     return out.numpy()
 
 
+def _max_pool(v: np.ndarray, layer: Any) -> np.ndarray:
+    """Max over a MaxPool layer's windows of one sample ``(C, *spatial)``."""
+    kernel, stride = tuple(layer.kernel), tuple(layer.stride)
+    win = np.lib.stride_tricks.sliding_window_view(v, kernel, axis=tuple(range(1, v.ndim)))
+    win = win[(slice(None), *(slice(None, None, s) for s in stride))]
+    out = win.reshape(*win.shape[: v.ndim], -1).max(axis=-1)
+    return out[(slice(None), *(slice(0, n) for n in layer.out_shape[1:]))]
+
+
 def _channel(values: list[float] | None, shape: tuple[int, ...], default: float) -> np.ndarray:
     """Per-channel constants broadcast to a per-sample ``shape`` (channels on axis 0)."""
     arr = np.full(1, default) if values is None else np.asarray(values, dtype=np.float64)
@@ -354,21 +363,28 @@ def _explain_requant(
     diff: np.ndarray,
 ) -> Any:
     acc = e["input"]
+    pool: Any = None
+    if graph[acc].kind == "maxpool":  # max commutes with the positive per-channel scale
+        pool, acc = graph[acc], graph[acc].inputs[0]
     if graph[acc].kind not in ("dense", "conv"):
         return (
-            f"requantisation {e['layer']!r} differs, and its input {acc!r} is not the "
-            "accumulator itself: no proof implemented"
+            f"requantisation {e['layer']!r} differs, and its input {acc!r} is not an "
+            "accumulator (or a max pool of one): no proof implemented"
         )
     if e["pending"] is None:
         return f"requantisation {e['layer']!r} differs and its float ops have no host replay"
     if e.get("kind", "int") != "int":
         return f"requantisation {e['layer']!r} differs (binary/ternary quantiser): no proof"
     shape = hw.shape
-    scale = _channel(e["scale"], shape, 1.0)
-    offset = _channel(e["offset"], shape, 0.0)
+    acc_shape = graph[acc].out_shape
+    scale = _channel(e["scale"], acc_shape, 1.0)
+    offset = _channel(e["offset"], acc_shape, 0.0)
     one = {k: v[i : i + 1] for k, v in trace.items()}
     r, e_acc = _acc_bound(graph, acc, one, scale[None], offset[None])
     r, e_acc = r[0], e_acc[0]
+    if pool is not None:
+        # Brevitas' max of values each within E_j of r_j is within max E_j of max r_j
+        r, e_acc = _max_pool(r, pool), _max_pool(e_acc, pool)
     ops = host_ops_from_json(e["pending"], "float_requant") if e["pending"] else ()
     s_y = e["out_scale"] if e["out_scale"] is not None else 2.0 ** -e["out_frac"]
     worst = steps = 0.0

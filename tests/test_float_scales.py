@@ -329,3 +329,36 @@ def test_qnet_verify_cli_on_brevitas_defaults_file(tmp_path) -> None:  # noqa: A
     assert rows and rows[0].split()[-1] == "EXACT", out.stdout
     assert "float32 proof" in out.stdout
     assert "ALL EXACT" in out.stdout and "UNEXPLAINED" not in out.stdout
+
+
+def test_boundary_case_behind_a_max_pool_is_proven(monkeypatch) -> None:  # noqa: ANN001
+    """conv -> MaxPool -> QuantReLU: the bound is carried through the pool (max of values
+    each within E_j of r_j is within max E_j of max r_j); with this seed one such case."""
+    import qnet.float_proof as fp
+
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        qnn.QuantIdentity(return_quant_tensor=True),
+        qnn.QuantConv2d(1, 8, 3, weight_quant=Int8WeightPerChannelFloat, bias=True),
+        qnn.QuantReLU(return_quant_tensor=True),
+        qnn.QuantConv2d(8, 16, 3, weight_quant=Int8WeightPerChannelFloat, bias=True),
+        nn.MaxPool2d(2),
+        qnn.QuantReLU(return_quant_tensor=True),
+        nn.Flatten(),
+        qnn.QuantLinear(16 * 4 * 4, 3),
+    )
+    model = _calibrate(model, (1, 12, 12), seed=1)
+    seen: list[tuple[str, object]] = []
+    original = fp._explain_requant
+
+    def spy(graph, e, *args):  # noqa: ANN001, ANN002, ANN202
+        verdict = original(graph, e, *args)
+        seen.append((graph[e["input"]].kind, verdict))
+        return verdict
+
+    monkeypatch.setattr(fp, "_explain_requant", spy)
+    x = np.random.default_rng(5).standard_normal((3000, 1, 12, 12)).astype(np.float32)
+    report = qnet.verify(model, x, csim=False)
+    assert report.all_exact
+    pooled = [v for kind, v in seen if kind == "maxpool"]
+    assert pooled and all(isinstance(v, tuple) for v in pooled), seen

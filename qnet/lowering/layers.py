@@ -254,9 +254,11 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
     qx = proxy(_value(x))
     t, scale = quant_format(call.source, qx, proxy, "the input quantiser")
     if scale is not None or ref.is_float_scaled:
+        what = "a float-scale input quantiser" if scale is not None else "an input quantiser"
+        on = "a float-scale tensor" if ref.is_float_scaled else "a quantised tensor"
         raise ctx.unsupported(
             call,
-            "a float-scale input quantiser on a quantised tensor",
+            f"{what} on {on}",
             "a QuantIdentity / QuantReLU before the layer (or power-of-two scales)",
         )
     r = ctx.add(Quant(ctx.name(call, ".input_quant"), (ref.producer,), ref.shape, t, call.source))
