@@ -86,6 +86,12 @@ class TensorRef:
         return self.scale is not None or self.offset is not None
 
     @property
+    def is_float_accumulator(self) -> bool:
+        """A per-channel float scale or a float offset: a float-scale layer's accumulator with
+        no quantiser after it yet (only a per-tensor scale passes through flatten and dense)."""
+        return self.offset is not None or (self.scale is not None and len(self.scale) != 1)
+
+    @property
     def is_float_input(self) -> bool:
         return self.layer is None and self.error is None
 

@@ -156,7 +156,6 @@ def _multithreshold(
     out_type: FixedType,
     out_scale: float | None = None,
     relu: bool = False,
-    module_path: str | None = None,
 ) -> TensorRef:
     """Everything between the accumulator ``ref`` and this quantiser -> MultiThreshold (exact).
 
@@ -193,9 +192,7 @@ def _multithreshold(
         raise ctx.unsupported(call, "the float operations before it are not monotone per channel")
     out = ctx.add(layer)
     if ref.is_float_scaled or out_scale is not None:
-        record_requant(
-            ctx, layer.name, ref, out_type, out_scale, relu, exact, module_path or call.path
-        )
+        record_requant(ctx, layer.name, ref, out_type, out_scale, relu, exact, call.path)
     if out_scale is not None:
         out = dataclasses.replace(out, scale=np.array([out_scale]))
     return out
@@ -224,14 +221,7 @@ def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
             # the sign runs on the host (float32, as Brevitas); the port takes +-scale
             scale = np.asarray(torch.as_tensor(qt.scale).detach().float().numpy()).reshape(-1)
             ctx.pre.append(HostOp("sign", scale[:1], source=call.source))
-        if out_scale is not None:
-            # Brevitas computes x / scale in float32, then rounds and clamps: the host divides
-            # (as torch does), the input port takes the integers
-            ctx.pre.append(HostOp("div", np.array([out_scale], np.float32), source=call.source))
-        out = ctx.add(Input(ctx.name(call), (), ref.shape, out_type, call.source))
-        if out_scale is not None:
-            out = dataclasses.replace(out, scale=np.array([out_scale]))
-        return out
+        return _input_port(ctx, call, ref.shape, out_type, out_scale, ctx.name(call))
     if ref.pending or kind != "int" or ref.is_float_scaled or out_scale is not None:
         if ref.layer is None:
             ctx.quantised_input(call, 0)  # raises the right error
@@ -239,6 +229,23 @@ def _lower_act(ctx: LowerContext, call: Call) -> TensorRef:
     ref = ctx.quantised_input(call, 0)
     cls = ReLU if is_relu else Quant
     return ctx.add(cls(ctx.name(call), (ref.producer,), ref.shape, out_type, call.source))
+
+
+def _input_port(
+    ctx: LowerContext,
+    call: Call,
+    shape: tuple[int, ...],
+    t: FixedType,
+    scale: float | None,
+    name: str,
+) -> TensorRef:
+    """The hardware input port of type ``t``. With a float ``scale``, Brevitas computes
+    ``x / scale`` in float32, then rounds and clamps: the host divides (as torch does) and the
+    port takes the integers."""
+    if scale is not None:
+        ctx.pre.append(HostOp("div", np.array([scale], np.float32), source=call.source))
+    out = ctx.add(Input(name, (), shape, t, call.source))
+    return out if scale is None else dataclasses.replace(out, scale=np.array([scale]))
 
 
 # ----------------------------------------------------------------------- dense / conv
@@ -265,14 +272,6 @@ def _requant_input(ctx: LowerContext, call: Call, ref: TensorRef) -> tuple[Tenso
     return r, qx
 
 
-def _float_bias(module: Any, qx: Any, qw: Any) -> np.ndarray | None:
-    """The layer's bias as Brevitas adds it (float32 values), or None (no bias)."""
-    if module.bias is None:
-        return None
-    qb = module.bias_quant(module.bias, qx, qw)
-    return _value(qb).detach().float().cpu().numpy().astype(np.float64).reshape(-1)
-
-
 def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
     module = call.unit
     ref = ctx.input(call, 0)
@@ -282,17 +281,13 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         ref = ctx.host_input(call, 0)
         qx = proxy(_value(_first_tensor(call)))
         t, scale = quant_format(call.source, qx, proxy, "the input quantiser")
-        if scale is not None:
-            ctx.pre.append(HostOp("div", np.array([scale], np.float32), source=call.source))
-        ref = ctx.add(Input(ctx.name(call, ".input_quant"), (), ref.shape, t, call.source))
-        if scale is not None:
-            ref = dataclasses.replace(ref, scale=np.array([scale]))
+        ref = _input_port(ctx, call, ref.shape, t, scale, ctx.name(call, ".input_quant"))
     else:
         ref = ctx.quantised_input(call, 0, float_ok=True)
         ref, qx = _requant_input(ctx, call, ref)
     assert ref.type is not None
     in_type = ref.type
-    if ref.offset is not None or (ref.scale is not None and np.asarray(ref.scale).size != 1):
+    if ref.is_float_accumulator:
         raise ctx.unsupported(
             call,
             f"its input is the float accumulator of layer {ref.layer!r} (per-channel scale or "
@@ -305,14 +300,14 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
         raise ctx.unsupported(call, f"its input values do not fit {in_type}")
     qw = module.quant_weight(qx)
     weight, weight_type, w_scale = weight_ints(call.source, qw, "weight")
-    float_bias = module.bias is not None and not (
-        isinstance(module.bias_quant(module.bias, qx, qw), QuantTensor)
-        and is_fixed_point_scale(module.bias_quant(module.bias, qx, qw).scale)
+    # the bias as Brevitas adds it: a float tensor (bias_quant=None) or a QuantTensor
+    qb = module.bias_quant(module.bias, qx, qw) if module.bias is not None else None
+    float_bias = qb is not None and not (
+        isinstance(qb, QuantTensor) and is_fixed_point_scale(qb.scale)
     )
     floating = ref.scale is not None or w_scale is not None or float_bias
     bias = bias_type = None
-    if module.bias is not None and not floating:
-        qb = module.bias_quant(module.bias, qx, qw)
+    if qb is not None and not floating:
         bias, bias_type = weight_mantissas(call.source, qb, "bias")
         bias = bias.reshape(-1)
     acc_type, bound = acc_type_for(in_type, weight, weight_type, bias, bias_type)
@@ -347,9 +342,8 @@ def _weighted(ctx: LowerContext, call: Call, make: Any) -> TensorRef:
     channels = layer.out_shape[0]
     in_scale = 1.0 if ref.scale is None else float(ref.scale[0])
     acc_scale = (w_scale if w_scale is not None else np.ones(channels)) * in_scale
-    offset = _float_bias(module, qx, qw)
+    offset = None if qb is None else _value(qb).detach().double().cpu().numpy().reshape(-1)
     out = dataclasses.replace(out, scale=acc_scale, offset=offset)
-    ctx.meta.setdefault("float_layers", {})[name] = {"input": ref.producer}
     if out_type is acc_type:
         return out
     # a float-scale layer with its own output quantiser: requantise right here
@@ -499,7 +493,7 @@ def _flatten(ctx: LowerContext, call: Call) -> TensorRef:
         )
     if len(ref.shape) == 1:
         return ref
-    if ref.offset is not None or (ref.scale is not None and np.asarray(ref.scale).size != 1):
+    if ref.is_float_accumulator:
         # a per-channel float accumulator: the flatten waits on the host (or is refused by
         # whatever consumes it)
         op = HostOp("reshape", shape=out_shape, source=call.source)

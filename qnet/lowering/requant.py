@@ -200,14 +200,6 @@ def check_thresholds(
     return bool(np.array_equal(got[ok], want[ok]))
 
 
-def describe(values: Any) -> str:
-    """Short text for a scale or offset array (messages, ``qnet inspect``)."""
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if arr.size == 1:
-        return f"{arr[0]:.6g}"
-    return f"{arr.size} values in [{arr.min():.4g}, {arr.max():.4g}]"
-
-
 def _floats(values: Any) -> list[float] | None:
     if values is None:
         return None
