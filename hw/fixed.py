@@ -38,9 +38,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qnet.errors import DataError, FormatError
+from qnet.errors import DataError, FormatError, InternalError
 
-__all__ = ["FixedType", "Rounding", "Overflow", "MAX_INT_WIDTH", "MAX_FLOAT_WIDTH"]
+__all__ = [
+    "FixedType",
+    "Rounding",
+    "Overflow",
+    "MAX_INT_WIDTH",
+    "MAX_FLOAT_WIDTH",
+    "round_rational",
+]
 
 #: Widest type whose mantissas fit int64 with headroom for rounding.
 MAX_INT_WIDTH = 62
@@ -452,3 +459,18 @@ class FixedType:
             and np.all(scaled >= self.int_min)
             and np.all(scaled <= self.int_max)
         )
+
+
+def round_rational(num: np.ndarray, den: int, rounding: Rounding) -> np.ndarray:
+    """``rounding(num / den)`` for an object array of Python ints and ``den > 0`` (exact)."""
+    fl = num // den
+    rem = num - fl * den
+    if rounding == Rounding.RND_CONV:  # half to even
+        twice = rem * 2
+        up = (twice > den) | ((twice == den) & (fl % 2 == 1))
+        return fl + up.astype(object)
+    if rounding == Rounding.TRN:  # floor
+        return fl
+    if rounding == Rounding.TRN_ZERO:
+        return fl + ((num < 0) & (rem != 0)).astype(object)
+    raise InternalError(f"rounding {rounding} has no exact rational rounding")

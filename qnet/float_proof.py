@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from qnet.hw.fixed import Rounding
+from qnet.hw.fixed import Rounding, round_rational
 from qnet.hw.graph import HwGraph
 from qnet.hw.host import host_ops_from_json, run_host
 
@@ -165,27 +165,15 @@ def _acc_bound(
 
 
 # --------------------------------------------------------------------- requantisers
-def _round_fraction(v: Fraction, rounding: str) -> int:
-    fl = v.numerator // v.denominator
-    rem = v - fl
-    if rounding == Rounding.RND_CONV.name:
-        if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2 == 1):
-            return fl + 1
-        return fl
-    if rounding == Rounding.TRN.name:
-        return fl
-    if rounding == Rounding.TRN_ZERO.name:
-        return fl + 1 if (v < 0 and rem != 0) else fl
-    raise ValueError(f"rounding {rounding}")
-
-
 def _q_exact(entry: dict[str, Any], v: float) -> int:
     s_y = (
         Fraction(entry["out_scale"])
         if entry["out_scale"] is not None
         else Fraction(2) ** -entry["out_frac"]
     )
-    y = _round_fraction(Fraction(v) / s_y, entry["rounding"])
+    q = Fraction(v) / s_y
+    num = np.array([q.numerator], dtype=object)
+    y = int(round_rational(num, q.denominator, Rounding[entry["rounding"]])[0])
     lo = max(entry["int_min"], 0) if entry["relu"] else entry["int_min"]
     return int(min(max(y, lo), entry["int_max"]))
 

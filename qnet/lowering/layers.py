@@ -192,7 +192,7 @@ def _multithreshold(
         raise ctx.unsupported(call, "the float operations before it are not monotone per channel")
     out = ctx.add(layer)
     if ref.is_float_scaled or out_scale is not None:
-        record_requant(ctx, layer.name, ref, out_type, out_scale, relu, exact, call.path)
+        record_requant(ctx, layer.name, ref, out_type, out_scale, relu, exact, call.path, kind)
     if out_scale is not None:
         out = dataclasses.replace(out, scale=np.array([out_scale]))
     return out

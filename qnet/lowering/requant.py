@@ -32,14 +32,13 @@ from typing import Any
 import numpy as np
 
 from qnet.errors import InternalError
-from qnet.hw.fixed import FixedType, Rounding
+from qnet.hw.fixed import FixedType, round_rational
 
 __all__ = [
     "Affine",
     "exact_requant",
     "real_to_float32",
     "search_thresholds",
-    "round_rational",
 ]
 
 #: q(a): accumulator mantissas (K, C) int64 -> output mantissas (K, C) int64
@@ -81,21 +80,6 @@ def _per_channel(values: np.ndarray | None, channels: int, default: float) -> np
     if arr.size != channels:
         raise InternalError(f"{arr.size} per-channel constants for {channels} channels")
     return arr
-
-
-def round_rational(num: np.ndarray, den: int, rounding: Rounding) -> np.ndarray:
-    """``rounding(num / den)`` for an object array of Python ints and ``den > 0`` (exact)."""
-    fl = num // den
-    rem = num - fl * den
-    if rounding == Rounding.RND_CONV:  # half to even
-        twice = rem * 2
-        up = (twice > den) | ((twice == den) & (fl % 2 == 1))
-        return fl + up.astype(object)
-    if rounding == Rounding.TRN:  # floor
-        return fl
-    if rounding == Rounding.TRN_ZERO:
-        return fl + ((num < 0) & (rem != 0)).astype(object)
-    raise InternalError(f"rounding {rounding} has no exact requantiser")
 
 
 def exact_requant(affine: Affine, out_scale: float | None, out_type: FixedType, relu: bool) -> QFn:
@@ -215,6 +199,7 @@ def record_requant(
     relu: bool,
     exact: bool,
     module_path: str,
+    kind: str = "int",
 ) -> None:
     """Record a float requantisation in ``graph.meta['float_requant']`` (JSON), for the
     verification's float32 boundary proofs (:mod:`qnet.float_proof`)."""
@@ -233,6 +218,7 @@ def record_requant(
             "input": ref.producer,
             "module": module_path,
             "exact": bool(exact),
+            "kind": kind,
             "in_frac": int(ref.type.frac),
             "scale": _floats(ref.scale),
             "offset": _floats(ref.offset),
