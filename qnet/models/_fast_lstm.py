@@ -75,6 +75,17 @@ def supports(lstm: Any) -> bool:
         fused = _fused(layer, name)
         if fused is None:
             return False
+        act_kind = (
+            torch.nn.Sigmoid if "sigmoid" in name else torch.nn.Tanh if "tanh" in name else None
+        )
+        if act_kind is None:
+            if not isinstance(fused.activation_impl, Identity | torch.nn.Identity):
+                return False
+        elif (
+            not isinstance(fused.activation_impl, act_kind)
+            or type(fused.activation_impl).forward is not act_kind.forward
+        ):
+            return False  # a subclass computing something else
         tq = fused.tensor_quant
         iq = getattr(tq, "int_quant", None)
         if iq is None or getattr(tq, "observer_only", False):
@@ -106,7 +117,6 @@ class _Quant:
 
     def __init__(self, fused: Any, like: Tensor) -> None:
         tq = fused.tensor_quant
-        self.act = fused.activation_impl
         cache = getattr(fused, "_qnet_fast_consts", None)
         if cache is None or cache[0] != like.device:
             bit_width = tq.msb_clamp_bit_width_impl()
@@ -125,51 +135,73 @@ class _Quant:
         self.scale = tq.scaling_impl(like, int_threshold)
 
 
-def _stack(quants: list[_Quant], width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-gate constants as vectors over concatenated gates of ``width`` units each."""
-
-    def rep(values: list[Tensor]) -> Tensor:
-        return torch.cat([v.reshape(1).expand(width) for v in values])
-
-    return (
-        rep([q.scale for q in quants]),
-        rep([q.zero_point for q in quants]),
-        rep([q.min_int for q in quants]),
-        rep([q.max_int for q in quants]),
-    )
+def _stack(values: list[Tensor], width: int) -> Tensor:
+    """Per-gate scalars as one vector over concatenated gates of ``width`` units each."""
+    return torch.cat([v.reshape(1).expand(width) for v in values])
 
 
-def _fq(x: Tensor, scale: Tensor, k: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, ...]:
-    """Brevitas' ``IntQuant.forward`` without autograd: (y, inside, p).
+class _Quantiser:
+    """One quantisation site over all time steps: Brevitas' ``IntQuant.forward`` (zero point
+    0) per step, ``y = clamp(round(x / s), lo, hi) * s``, keeping for the backward the input
+    ``x``, the integers ``p`` and the "not clamped" mask (0/1 floats) in (T, N, C) buffers.
 
-    ``torch.clamp`` equals Brevitas' two ``torch.where`` for lo < hi (NaN stays NaN in both),
-    and ``q == r`` is exactly "not clamped" (``lo <= r <= hi``).
+    Brevitas also adds and subtracts the zero point; with a zero point of 0 that changes at
+    most the sign of a zero, which compares equal and never reaches a non-zero value here (no
+    division by it). ``torch.clamp`` equals Brevitas' two ``torch.where`` for lo < hi (NaN
+    stays NaN in both), and ``p == r`` is exactly "not clamped".
     """
-    zero_point, lo, hi = k
-    y = x / scale
-    y = y + zero_point
-    r = torch.round(y)
-    q = torch.clamp(r, lo, hi)
-    p = q - zero_point
-    return p * scale, q == r, p
+
+    def __init__(self, like: Tensor, steps: int, width: int, scale: Tensor, lo: Any, hi: Any):
+        n = like.shape[1]
+        self.scale, self.lo, self.hi = scale, lo, hi
+        self.x, self.p, self.mask = (like.new_empty(steps, n, width) for _ in range(3))
+        self.xs, self.ps, self.masks = self.x.unbind(0), self.p.unbind(0), self.mask.unbind(0)
+        self.tmp = like.new_empty(n, width)
+
+    def __call__(self, t: int, out: Tensor) -> None:
+        """Quantise ``self.xs[t]`` (already written) into ``out``."""
+        tmp, p = self.tmp, self.ps[t]
+        torch.div(self.xs[t], self.scale, out=tmp)
+        tmp.round_()
+        torch.clamp(tmp, self.lo, self.hi, out=p)
+        torch.eq(p, tmp, out=self.masks[t])
+        torch.mul(p, self.scale, out=out)
+
+    def saved(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.x, self.p, self.mask
 
 
-def _fq_back(
-    grad: Tensor, x: Tensor, scale: Tensor, inside: Tensor, p: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradient of :func:`_fq`: dx and the two terms of dscale (to be summed).
+def _bound(values: list[Tensor], width: int) -> Tensor | float:
+    """A clamp bound over concatenated gates: one float when all gates share it (the faster
+    ``clamp``), else a per-column vector."""
+    floats = {float(v) for v in values}
+    if len(floats) == 1:
+        return floats.pop()
+    return torch.cat([v.reshape(1).expand(width) for v in values])
 
-    ``(grad * scale * inside) / scale == grad * inside`` exactly: the scale is a power of two.
-    """
-    g_in = grad * inside
-    return g_in, grad * p, g_in * x
+
+def _scale_grad(g: Tensor, p: Tensor, d: Tensor, x: Tensor, scale: Tensor) -> Tensor:
+    """d loss / d scale of ``clamp(round(x / s)) * s`` summed over time and batch (per column
+    for a vector scale): ``sum(g * p) - sum(d * x) / s`` with ``d = g * inside`` (straight-
+    through rounding, blocked where clamped)."""
+    if scale.numel() == 1:
+        gp = torch.dot(g.reshape(-1), p.reshape(-1))
+        return (gp - torch.dot(d.reshape(-1), x.reshape(-1)) / scale).reshape(scale.shape)
+    return (g * p).sum((0, 1)) - (d * x).sum((0, 1)) / scale
 
 
 class _LSTMSequence(torch.autograd.Function):
-    """The whole recurrence as one autograd node: forward as :func:`_step` would compute it
-    (the same operations, so the same values), backward through time written out with the
-    gradients autograd derives for those operations (STE rounding, blocked where clamped,
-    ``sigmoid' = (1 - y) * y``, ``tanh' = 1 - y * y``). Saves ~60 autograd nodes per step."""
+    """The whole recurrence as one autograd node.
+
+    Forward: Brevitas' cell operations in Brevitas' order, each quantiser a
+    :class:`_Quantiser` (the four gate quantisers applied at once with per-column scales, the
+    two cell-state products' at once: the same elementwise operations, so the same values),
+    every intermediate written into a (T, N, C) buffer. Backward: the gradient autograd derives
+    for those operations (STE rounding, blocked where clamped; ``sigmoid' = (1 - y) y`` and
+    ``tanh' = 1 - y^2`` in ATen's order) through time, ~20 small operations per step (per-step
+    operations on cache-sized tensors cost no more per element than whole-sequence ones); the
+    weight, bias and scale gradients are reductions over all steps after it.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -178,123 +210,162 @@ class _LSTMSequence(torch.autograd.Function):
         w_hid: Tensor,
         bias: Tensor,
         s_acc: Tensor,
-        s_sig: Tensor,
-        s_g: Tensor,
+        s_act: Tensor,
         s_c: Tensor,
         s_t: Tensor,
         s_h: Tensor,
-        consts: tuple[Any, ...],
+        bounds: tuple[Any, ...],
     ) -> Tensor:
-        k_acc, k_sig, k_g, k_c, k_t, k_h, act_sig, act_g, act_t = consts
+        lo_acc, hi_acc, lo_act, hi_act, lo_c, hi_c, lo_t, hi_t, lo_h, hi_h = bounds
         n, steps, four_h = x_proj.shape
-        hidden = four_h // 4
-        h3 = 3 * hidden
-        h = x_proj.new_zeros(n, hidden)
-        c = x_proj.new_zeros(n, hidden)
-        saved: list[tuple[Tensor, ...]] = []
+        hid = four_h // 4
+        h3 = 3 * hid
+        xp = x_proj.transpose(0, 1).contiguous().unbind(0)  # T x (N, 4H)
+        like = x_proj.transpose(0, 1)
+        q_acc = _Quantiser(like, steps, four_h, s_acc, lo_acc, hi_acc)
+        q_act = _Quantiser(like, steps, four_h, s_act, lo_act, hi_act)  # sigmoid i f o, tanh g
+        q_prod = _Quantiser(like, steps, 2 * hid, s_c, lo_c, hi_c)  # f * c | i * g
+        q_c = _Quantiser(like, steps, hid, s_c, lo_c, hi_c)
+        q_t = _Quantiser(like, steps, hid, s_t, lo_t, hi_t)
+        q_h = _Quantiser(like, steps, hid, s_h, lo_h, hi_h)
+        new = like.new_empty
+        acc, gates, prod = new(steps, n, four_h), new(steps, n, four_h), new(steps, n, 2 * hid)
+        tanh_q = new(steps, n, hid)
+        cells, hs = new(steps + 1, n, hid), new(steps + 1, n, hid)  # [0]: the initial zeros
+        cells[0].zero_()
+        hs[0].zero_()
+        pre_s = q_acc.xs
+        acc_s, gates_s, prod_s = acc.unbind(0), gates.unbind(0), prod.unbind(0)
+        i_s, f_s, o_s, g_s = (gates[..., k * hid : (k + 1) * hid].unbind(0) for k in range(4))
+        fc_raw_s, ig_raw_s = q_prod.x[..., :hid].unbind(0), q_prod.x[..., hid:].unbind(0)
+        fc_s, ig_s = prod[..., :hid].unbind(0), prod[..., hid:].unbind(0)
+        sig_in, tanh_in = acc[..., :h3].unbind(0), acc[..., h3:].unbind(0)
+        sig_out, tanh_out = q_act.x[..., :h3].unbind(0), q_act.x[..., h3:].unbind(0)
+        c_s, h_s, tanh_q_s = cells.unbind(0), hs.unbind(0), tanh_q.unbind(0)
+        mul, add, linear = torch.mul, torch.add, F.linear
         for t in range(steps):
-            pre = x_proj[:, t] + F.linear(h, w_hid) + bias
-            a, m_a, p_a = _fq(pre, s_acc, k_acc)
-            ifo_s = act_sig(a[:, :h3])
-            g_t = act_g(a[:, h3:])
-            ifo, m_ifo, p_ifo = _fq(ifo_s, s_sig, k_sig)
-            g, m_g, p_g = _fq(g_t, s_g, k_g)
-            i_gate, f_gate, o_gate = (
-                ifo[:, :hidden],
-                ifo[:, hidden : 2 * hidden],
-                ifo[:, 2 * hidden :],
-            )
-            fcr = f_gate * c
-            fc, m_fc, p_fc = _fq(fcr, s_c, k_c)
-            igr = i_gate * g
-            ig, m_ig, p_ig = _fq(igr, s_c, k_c)
-            cr = fc + ig
-            c_new, m_c, p_c = _fq(cr, s_c, k_c)
-            tcr = act_t(c_new)
-            tc, m_t, p_t = _fq(tcr, s_t, k_t)
-            hr = o_gate * tc
-            h_new, m_h, p_h = _fq(hr, s_h, k_h)
-            saved.append(
-                (h, c, pre, m_a, p_a, ifo_s, m_ifo, p_ifo, g_t, m_g, p_g, ifo, g)
-                + (fcr, m_fc, p_fc, igr, m_ig, p_ig, cr, m_c, p_c, tcr, m_t, p_t, tc, hr, m_h, p_h)
-            )
-            h, c = h_new, c_new
-        ctx.saved = saved
-        ctx.save_for_backward(w_hid, s_acc, s_sig, s_g, s_c, s_t, s_h)
-        ctx.hidden = hidden
-        return h
+            add(xp[t], linear(h_s[t], w_hid), out=pre_s[t])
+            pre_s[t].add_(bias)
+            q_acc(t, acc_s[t])
+            torch.sigmoid(sig_in[t], out=sig_out[t])
+            torch.tanh(tanh_in[t], out=tanh_out[t])
+            q_act(t, gates_s[t])
+            mul(f_s[t], c_s[t], out=fc_raw_s[t])
+            mul(i_s[t], g_s[t], out=ig_raw_s[t])
+            q_prod(t, prod_s[t])
+            add(fc_s[t], ig_s[t], out=q_c.xs[t])
+            q_c(t, c_s[t + 1])
+            torch.tanh(c_s[t + 1], out=q_t.xs[t])
+            q_t(t, tanh_q_s[t])
+            mul(o_s[t], tanh_q_s[t], out=q_h.xs[t])
+            q_h(t, h_s[t + 1])
+        ctx.save_for_backward(
+            w_hid, s_acc, s_act, s_c, s_t, s_h, gates, tanh_q, cells, hs,
+            *q_acc.saved(), *q_act.saved(), *q_prod.saved(), *q_c.saved(), *q_t.saved(),
+            *q_h.saved(),
+        )  # fmt: skip
+        return hs[steps].clone()
 
     @staticmethod
     def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        w_hid, s_acc, s_sig, s_g, s_c, s_t, s_h = ctx.saved_tensors
-        hidden = ctx.hidden
-        saved = ctx.saved
-        steps = len(saved)
-        n = grad_h.shape[0]
-        d_xproj = grad_h.new_zeros(n, steps, 4 * hidden)
-        d_w = torch.zeros_like(w_hid)
-        d_b = grad_h.new_zeros(4 * hidden)
-        ds_acc = torch.zeros_like(s_acc)
-        ds_sig = torch.zeros_like(s_sig)
-        ds = {"g": 0.0, "c": 0.0, "t": 0.0, "h": 0.0}
-        dh = grad_h
+        (w_hid, s_acc, s_act, s_c, s_t, s_h, gates, tanh_q, cells, hs, *rest) = ctx.saved_tensors
+        x_acc, p_acc, m_acc, x_act, p_act, m_act, x_prod, p_prod, m_prod = rest[:9]
+        x_c, p_c, m_c, x_t, p_t, m_t, x_h, p_h, m_h = rest[9:]
+        steps, n, four_h = gates.shape
+        hid = four_h // 4
+        h3 = 3 * hid
+        one_minus_sig = 1 - x_act[..., :h3]
+        dtanh_g = 1 - x_act[..., h3:] * x_act[..., h3:]
+        dtanh_c = 1 - x_t * x_t
+        new = gates.new_empty
+        g_acc, d_acc, g_act, d_act = (new(steps, n, four_h) for _ in range(4))
+        d_prod = new(steps, n, 2 * hid)
+        g_h, d_h, g_t, d_t, g_c, d_c = (new(steps, n, hid) for _ in range(6))
+        tmp3 = new(n, h3)
+        g_h[steps - 1] = grad_h
         dc = torch.zeros_like(grad_h)
+        mul = torch.mul
         for t in range(steps - 1, -1, -1):
-            (h, c, pre, m_a, p_a, ifo_s, m_ifo, p_ifo, g_t, m_g, p_g, ifo, g) = saved[t][:13]
-            (fcr, m_fc, p_fc, igr, m_ig, p_ig, cr, m_c, p_c, tcr, m_t, p_t, tc, hr, m_h, p_h) = (
-                saved[t][13:]
-            )
-            i_gate, f_gate, o_gate = (
-                ifo[:, :hidden],
-                ifo[:, hidden : 2 * hidden],
-                ifo[:, 2 * hidden :],
-            )
-            d_hr, gp, gx = _fq_back(dh, hr, s_h, m_h, p_h)
-            ds["h"] = ds["h"] + (gp.sum() - gx.sum() / s_h)
-            d_o = d_hr * tc
-            d_tc = d_hr * o_gate
-            d_tcr, gp, gx = _fq_back(d_tc, tcr, s_t, m_t, p_t)
-            ds["t"] = ds["t"] + (gp.sum() - gx.sum() / s_t)
-            d_cnew = dc + d_tcr * (1 - tcr * tcr)
-            d_cr, gp, gx = _fq_back(d_cnew, cr, s_c, m_c, p_c)
-            ds_c_step = gp.sum() - gx.sum() / s_c
-            d_fcr, gp, gx = _fq_back(d_cr, fcr, s_c, m_fc, p_fc)
-            ds_c_step = ds_c_step + (gp.sum() - gx.sum() / s_c)
-            d_igr, gp, gx = _fq_back(d_cr, igr, s_c, m_ig, p_ig)
-            ds["c"] = ds["c"] + (ds_c_step + (gp.sum() - gx.sum() / s_c))
-            d_f = d_fcr * c
-            dc = d_fcr * f_gate
-            d_i = d_igr * g
-            d_g = d_igr * i_gate
-            d_ifo_q = torch.cat([d_i, d_f, d_o], dim=1)
-            d_ifo_s, gp, gx = _fq_back(d_ifo_q, ifo_s, s_sig, m_ifo, p_ifo)
-            ds_sig = ds_sig + (gp.sum(0) - gx.sum(0) / s_sig)
-            d_g_t, gp, gx = _fq_back(d_g, g_t, s_g, m_g, p_g)
-            ds["g"] = ds["g"] + (gp.sum() - gx.sum() / s_g)
-            d_a = torch.cat([d_ifo_s * (1 - ifo_s) * ifo_s, d_g_t * (1 - g_t * g_t)], dim=1)
-            d_pre, gp, gx = _fq_back(d_a, pre, s_acc, m_a, p_a)
-            ds_acc = ds_acc + (gp.sum(0) - gx.sum(0) / s_acc)
-            d_xproj[:, t] = d_pre
-            d_b = d_b + d_pre.sum(0)
-            d_w = d_w + d_pre.t().mm(h)
-            dh = d_pre.mm(w_hid)
-        del ctx.saved
-
-        def shaped(value: Any, like: Tensor) -> Tensor:
-            return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(like.shape)
-
+            q = gates[t]
+            ga, da, dp = g_act[t], d_act[t], d_prod[t]
+            mul(g_h[t], m_h[t], out=d_h[t])
+            mul(d_h[t], tanh_q[t], out=ga[:, 2 * hid : h3])  # d o
+            mul(d_h[t], q[:, 2 * hid : h3], out=g_t[t])
+            mul(g_t[t], m_t[t], out=d_t[t])
+            torch.add(dc, d_t[t] * dtanh_c[t], out=g_c[t])
+            mul(g_c[t], m_c[t], out=d_c[t])  # d cr: into both products
+            mul(d_c[t], m_prod[t][:, :hid], out=dp[:, :hid])
+            mul(d_c[t], m_prod[t][:, hid:], out=dp[:, hid:])
+            mul(dp[:, :hid], cells[t], out=ga[:, hid : 2 * hid])  # d f
+            dc = dp[:, :hid] * q[:, hid : 2 * hid]
+            mul(dp[:, hid:], q[:, h3:], out=ga[:, :hid])  # d i
+            mul(dp[:, hid:], q[:, :hid], out=ga[:, h3:])  # d g
+            mul(ga, m_act[t], out=da)
+            mul(da[:, :h3], one_minus_sig[t], out=tmp3)
+            mul(tmp3, x_act[t][:, :h3], out=g_acc[t][:, :h3])
+            mul(da[:, h3:], dtanh_g[t], out=g_acc[t][:, h3:])
+            mul(g_acc[t], m_acc[t], out=d_acc[t])
+            if t:
+                torch.mm(d_acc[t], w_hid, out=g_h[t - 1])
+        flat = d_acc.reshape(-1, four_h)
+        d_w = flat.t().mm(hs[:-1].reshape(-1, hid))
+        g_prod = d_c.repeat(1, 1, 2)  # cr = fc + ig: both products get d cr
+        ds_c = _scale_grad(g_prod, p_prod, d_prod, x_prod, s_c)
         return (
-            d_xproj,
+            d_acc.transpose(0, 1),
             d_w,
-            d_b,
-            ds_acc,
-            ds_sig,
-            shaped(ds["g"], s_g),
-            shaped(ds["c"], s_c),
-            shaped(ds["t"], s_t),
-            shaped(ds["h"], s_h),
+            flat.sum(0),
+            _scale_grad(g_acc, p_acc, d_acc, x_acc, s_acc),
+            _scale_grad(g_act, p_act, d_act, x_act, s_act),
+            ds_c + _scale_grad(g_c, p_c, d_c, x_c, s_c),
+            _scale_grad(g_t, p_t, d_t, x_t, s_t),
+            _scale_grad(g_h, p_h, d_h, x_h, s_h),
             None,
         )
+
+
+def _shares_weight_scale(gate: Any) -> bool:
+    """Whether the gate's input and hidden weights go through ONE Brevitas weight quantiser
+    whose scale comes from its tracked parameters alone (QuantLSTM's default: the scale is the
+    abs max over both weights), so one scale computation serves both weights."""
+    from brevitas.core.quant.int import RescalingIntQuant
+    from brevitas.core.scaling import StatsFromParameterScaling
+    from brevitas.core.zero_point import ZeroZeroPoint
+
+    proxy = gate.input_weight.weight_quant
+    tq = proxy.tensor_quant
+    return (
+        gate.hidden_weight.weight_quant.tensor_quant is tq
+        and type(tq) is RescalingIntQuant
+        and isinstance(tq.scaling_impl, StatsFromParameterScaling)
+        and isinstance(tq.zero_point_impl, ZeroZeroPoint)
+        and not tq.observer_only
+        and proxy.is_quant_enabled
+        and not proxy.export_mode
+        and not gate.hidden_weight.weight_quant.export_mode
+    )
+
+
+def _gate_params(layer: Any, gate: Any, qx: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """One gate's quantised (input weight, hidden weight, bias) values, as Brevitas'
+    ``gate_params_fwd`` computes them; with a shared weight quantiser its scale is computed
+    once for both weights (the same modules, so the same values) instead of once per weight."""
+    from brevitas.quant_tensor import IntQuantTensor
+
+    if not _shares_weight_scale(gate):
+        quantised = layer.gate_params_fwd(gate, qx)
+        return tuple(v.value if hasattr(v, "value") else v for v in quantised)  # type: ignore[return-value]
+    proxy = gate.input_weight.weight_quant
+    tq = proxy.tensor_quant
+    w_ih, w_hh = gate.input_weight.weight, gate.hidden_weight.weight
+    bit_width = tq.msb_clamp_bit_width_impl()
+    scale = tq.scaling_impl(w_ih, tq.int_scaling_impl(bit_width))
+    zero_point = tq.zero_point_impl(w_ih, scale, bit_width)
+    q_ih = tq.int_quant(scale, zero_point, bit_width, w_ih)
+    q_hh = tq.int_quant(scale, zero_point, bit_width, w_hh)
+    weight = IntQuantTensor(q_ih, scale, zero_point, bit_width, proxy.is_signed, proxy.training)
+    bias = gate.bias_quant(gate.bias, qx, weight)
+    return q_ih, q_hh, bias.value if hasattr(bias, "value") else bias
 
 
 def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
@@ -314,10 +385,10 @@ def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
     )  # i, f, o (sigmoid) then g (tanh)
     w_in, w_hid, biases = [], [], []
     for gate in gates:
-        w_i, w_h, b = layer.gate_params_fwd(gate, qx)
-        w_in.append(w_i.value if hasattr(w_i, "value") else w_i)
-        w_hid.append(w_h.value if hasattr(w_h, "value") else w_h)
-        biases.append(b.value if hasattr(b, "value") else b)
+        w_i, w_h, b = _gate_params(layer, gate, qx)
+        w_in.append(w_i)
+        w_hid.append(w_h)
+        biases.append(b)
     w_in_all = torch.cat(w_in)  # (4H, F)
     w_hid_all = torch.cat(w_hid)  # (4H, H)
     bias_all = torch.cat(biases)  # (4H,)
@@ -326,35 +397,27 @@ def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
         _Quant(_fused(layer, n), x)
         for n in ("input_acc_quant", "forget_acc_quant", "output_acc_quant", "cell_acc_quant")
     ]
-    sig = [
+    gate = [
         _Quant(_fused(layer, n), x)
-        for n in ("input_sigmoid_quant", "forget_sigmoid_quant", "output_sigmoid_quant")
+        for n in (
+            "input_sigmoid_quant",
+            "forget_sigmoid_quant",
+            "output_sigmoid_quant",
+            "cell_tanh_quant",
+        )
     ]
-    g_q = _Quant(_fused(layer, "cell_tanh_quant"), x)
     c_q = _Quant(_fused(layer, "cell_state_quant"), x)
-    ht_q = _Quant(_fused(layer, "hidden_state_tanh_quant"), x)
+    t_q = _Quant(_fused(layer, "hidden_state_tanh_quant"), x)
     h_q = _Quant(_fused(layer, "output_quant"), x)
-    acc_k = _stack(acc, hidden)
-    sig_k = _stack(sig, hidden)
-    c_k = (c_q.scale, c_q.zero_point, c_q.min_int, c_q.max_int)
-    g_k = (g_q.scale, g_q.zero_point, g_q.min_int, g_q.max_int)
-    ht_k = (ht_q.scale, ht_q.zero_point, ht_q.min_int, ht_q.max_int)
-    h_k = (h_q.scale, h_q.zero_point, h_q.min_int, h_q.max_int)
-
-    x_proj = F.linear(x, w_in_all)  # (N, T, 4H): every step's input projection at once
-    consts = (
-        acc_k[1:],
-        sig_k[1:],
-        g_k[1:],
-        c_k[1:],
-        ht_k[1:],
-        h_k[1:],
-        sig[0].act,
-        g_q.act,
-        ht_q.act,
+    s_acc, s_act = _stack([q.scale for q in acc], hidden), _stack([q.scale for q in gate], hidden)
+    bounds = tuple(
+        _bound([getattr(q, attr) for q in quants], hidden)
+        for quants in (acc, gate, [c_q], [t_q], [h_q])
+        for attr in ("min_int", "max_int")
     )
+    x_proj = F.linear(x, w_in_all)  # (N, T, 4H): every step's input projection at once
     h = _LSTMSequence.apply(
-        x_proj, w_hid_all, bias_all, acc_k[0], sig_k[0], g_k[0], c_k[0], ht_k[0], h_k[0], consts
+        x_proj, w_hid_all, bias_all, s_acc, s_act, c_q.scale, t_q.scale, h_q.scale, bounds
     )
     return IntQuantTensor(
         h, h_q.scale, h_q.zero_point, h_q.bit_width, layer.io_quant.is_signed, True
