@@ -180,27 +180,32 @@ def _bound(values: list[Tensor], width: int) -> Tensor | float:
     return torch.cat([v.reshape(1).expand(width) for v in values])
 
 
-def _scale_grad(g: Tensor, p: Tensor, d: Tensor, x: Tensor, scale: Tensor) -> Tensor:
+def _scale_grad(g: Tensor, p: Tensor, mx: Tensor, scale: Tensor) -> Tensor:
     """d loss / d scale of ``clamp(round(x / s)) * s`` summed over time and batch (per column
-    for a vector scale): ``sum(g * p) - sum(d * x) / s`` with ``d = g * inside`` (straight-
-    through rounding, blocked where clamped)."""
+    for a vector scale): ``sum(g * p) - sum(g * mx) / s`` with ``mx = inside * x``
+    (straight-through rounding, blocked where clamped). A scalar scale takes two dot
+    products."""
     if scale.numel() == 1:
         gp = torch.dot(g.reshape(-1), p.reshape(-1))
-        return (gp - torch.dot(d.reshape(-1), x.reshape(-1)) / scale).reshape(scale.shape)
-    return (g * p).sum((0, 1)) - (d * x).sum((0, 1)) / scale
+        return (gp - torch.dot(g.reshape(-1), mx.reshape(-1)) / scale).reshape(scale.shape)
+    return (g * p).sum((0, 1)) - (g * mx).sum((0, 1)) / scale
 
 
 class _LSTMSequence(torch.autograd.Function):
-    """The whole recurrence as one autograd node.
+    """The whole recurrence as one autograd node, gates in the order (o, i, f, g).
 
     Forward: Brevitas' cell operations in Brevitas' order, each quantiser a
-    :class:`_Quantiser` (the four gate quantisers applied at once with per-column scales, the
-    two cell-state products' at once: the same elementwise operations, so the same values),
-    every intermediate written into a (T, N, C) buffer. Backward: the gradient autograd derives
-    for those operations (STE rounding, blocked where clamped; ``sigmoid' = (1 - y) y`` and
-    ``tanh' = 1 - y^2`` in ATen's order) through time, ~20 small operations per step (per-step
-    operations on cache-sized tensors cost no more per element than whole-sequence ones); the
-    weight, bias and scale gradients are reductions over all steps after it.
+    :class:`_Quantiser` (the four gate quantisers at once with per-column scales, the two
+    cell-state products' at once: the same elementwise operations, so the same values), every
+    intermediate kept in a (T, N, C) buffer.
+
+    Backward: the gradient autograd derives for those operations (STE rounding, blocked where
+    clamped; ``sigmoid' = (1 - y) y`` and ``tanh' = 1 - y^2`` in ATen's order). A 0/1 mask
+    factor can move in a product without changing its value (``(g m) a == g (m a)`` for
+    ``m`` in {0, 1}), so the masks are folded into the factors through which the gradient flows,
+    for all steps at once before the loop; the loop through time is then 10 small operations
+    per step, and the weight, bias and scale gradients reductions after it. (Python and
+    dispatch dominate: a small operation costs ~1-3 us whatever its size.)
     """
 
     @staticmethod
@@ -223,7 +228,7 @@ class _LSTMSequence(torch.autograd.Function):
         xp = x_proj.transpose(0, 1).contiguous().unbind(0)  # T x (N, 4H)
         like = x_proj.transpose(0, 1)
         q_acc = _Quantiser(like, steps, four_h, s_acc, lo_acc, hi_acc)
-        q_act = _Quantiser(like, steps, four_h, s_act, lo_act, hi_act)  # sigmoid i f o, tanh g
+        q_act = _Quantiser(like, steps, four_h, s_act, lo_act, hi_act)  # sigmoid o i f, tanh g
         q_prod = _Quantiser(like, steps, 2 * hid, s_c, lo_c, hi_c)  # f * c | i * g
         q_c = _Quantiser(like, steps, hid, s_c, lo_c, hi_c)
         q_t = _Quantiser(like, steps, hid, s_t, lo_t, hi_t)
@@ -234,17 +239,19 @@ class _LSTMSequence(torch.autograd.Function):
         cells, hs = new(steps + 1, n, hid), new(steps + 1, n, hid)  # [0]: the initial zeros
         cells[0].zero_()
         hs[0].zero_()
-        pre_s = q_acc.xs
-        acc_s, gates_s, prod_s = acc.unbind(0), gates.unbind(0), prod.unbind(0)
-        i_s, f_s, o_s, g_s = (gates[..., k * hid : (k + 1) * hid].unbind(0) for k in range(4))
+        w_t = w_hid.t()
+        rec = new(n, four_h)
+        pre_s, acc_s, gates_s, prod_s = q_acc.xs, acc.unbind(0), gates.unbind(0), prod.unbind(0)
+        o_s, i_s, f_s, g_s = (gates[..., k * hid : (k + 1) * hid].unbind(0) for k in range(4))
         fc_raw_s, ig_raw_s = q_prod.x[..., :hid].unbind(0), q_prod.x[..., hid:].unbind(0)
         fc_s, ig_s = prod[..., :hid].unbind(0), prod[..., hid:].unbind(0)
         sig_in, tanh_in = acc[..., :h3].unbind(0), acc[..., h3:].unbind(0)
         sig_out, tanh_out = q_act.x[..., :h3].unbind(0), q_act.x[..., h3:].unbind(0)
         c_s, h_s, tanh_q_s = cells.unbind(0), hs.unbind(0), tanh_q.unbind(0)
-        mul, add, linear = torch.mul, torch.add, F.linear
+        mul, add = torch.mul, torch.add
         for t in range(steps):
-            add(xp[t], linear(h_s[t], w_hid), out=pre_s[t])
+            torch.mm(h_s[t], w_t, out=rec)  # F.linear(h, w_hid)
+            add(xp[t], rec, out=pre_s[t])
             pre_s[t].add_(bias)
             q_acc(t, acc_s[t])
             torch.sigmoid(sig_in[t], out=sig_out[t])
@@ -274,52 +281,70 @@ class _LSTMSequence(torch.autograd.Function):
         steps, n, four_h = gates.shape
         hid = four_h // 4
         h3 = 3 * hid
-        one_minus_sig = 1 - x_act[..., :h3]
-        dtanh_g = 1 - x_act[..., h3:] * x_act[..., h3:]
-        dtanh_c = 1 - x_t * x_t
+        o, i, f, g = (gates[..., k * hid : (k + 1) * hid] for k in range(4))
+        m_fc, m_ig = m_prod[..., :hid], m_prod[..., hid:]
+        sig = x_act[..., :h3]
+        # The factors the gradient meets, masks folded in (all steps at once):
+        a_o = m_h * tanh_q  # d o = g_h * a_o
+        a_t = m_h * o  # g_t (into the tanh quantiser) = g_h * a_t
+        b_t = m_t * (1 - x_t * x_t)  # d c += g_t * b_t
+        m_cfc, m_cig = m_c * m_fc, m_c * m_ig
+        f_ifg = torch.stack([m_cig * g, m_cfc * cells[:-1], m_cig * i], dim=2)  # d i, d f, d g
+        f_dc = m_cfc * f  # d c of the previous step = g_c * f_dc
+        tanh_g = x_act[..., h3:]
+        s_fold = torch.cat(
+            [m_act[..., :h3] * (1 - sig), m_act[..., h3:] * (1 - tanh_g * tanh_g)], 2
+        )
         new = gates.new_empty
-        g_acc, d_acc, g_act, d_act = (new(steps, n, four_h) for _ in range(4))
-        d_prod = new(steps, n, 2 * hid)
-        g_h, d_h, g_t, d_t, g_c, d_c = (new(steps, n, hid) for _ in range(6))
-        tmp3 = new(n, h3)
+        g_h, g_t, g_c = (new(steps, n, hid) for _ in range(3))
+        g_act, g_acc, d_acc = (new(steps, n, four_h) for _ in range(3))
         g_h[steps - 1] = grad_h
+        g_h_s, g_t_s, g_c_s = g_h.unbind(0), g_t.unbind(0), g_c.unbind(0)
+        a_o_s, a_t_s, b_t_s, f_dc_s = a_o.unbind(0), a_t.unbind(0), b_t.unbind(0), f_dc.unbind(0)
+        f_ifg_s, s_fold_s, sig_s, m_acc_s = (
+            f_ifg.unbind(0),
+            s_fold.unbind(0),
+            sig.unbind(0),
+            m_acc.unbind(0),
+        )
+        d_o_s = g_act[..., :hid].unbind(0)
+        d_ifg_s = g_act[..., hid:].unflatten(2, (3, hid)).unbind(0)
+        g_act_s, g_acc_s, g_sig_s = g_act.unbind(0), g_acc.unbind(0), g_acc[..., :h3].unbind(0)
+        d_acc_s = d_acc.unbind(0)
+        mul, mm = torch.mul, torch.mm
         dc = torch.zeros_like(grad_h)
-        mul = torch.mul
+        tmp = new(n, hid)
         for t in range(steps - 1, -1, -1):
-            q = gates[t]
-            ga, da, dp = g_act[t], d_act[t], d_prod[t]
-            mul(g_h[t], m_h[t], out=d_h[t])
-            mul(d_h[t], tanh_q[t], out=ga[:, 2 * hid : h3])  # d o
-            mul(d_h[t], q[:, 2 * hid : h3], out=g_t[t])
-            mul(g_t[t], m_t[t], out=d_t[t])
-            torch.add(dc, d_t[t] * dtanh_c[t], out=g_c[t])
-            mul(g_c[t], m_c[t], out=d_c[t])  # d cr: into both products
-            mul(d_c[t], m_prod[t][:, :hid], out=dp[:, :hid])
-            mul(d_c[t], m_prod[t][:, hid:], out=dp[:, hid:])
-            mul(dp[:, :hid], cells[t], out=ga[:, hid : 2 * hid])  # d f
-            dc = dp[:, :hid] * q[:, hid : 2 * hid]
-            mul(dp[:, hid:], q[:, h3:], out=ga[:, :hid])  # d i
-            mul(dp[:, hid:], q[:, :hid], out=ga[:, h3:])  # d g
-            mul(ga, m_act[t], out=da)
-            mul(da[:, :h3], one_minus_sig[t], out=tmp3)
-            mul(tmp3, x_act[t][:, :h3], out=g_acc[t][:, :h3])
-            mul(da[:, h3:], dtanh_g[t], out=g_acc[t][:, h3:])
-            mul(g_acc[t], m_acc[t], out=d_acc[t])
+            gh, gc = g_h_s[t], g_c_s[t]
+            mul(gh, a_o_s[t], out=d_o_s[t])
+            mul(gh, a_t_s[t], out=g_t_s[t])
+            mul(g_t_s[t], b_t_s[t], out=tmp)
+            torch.add(dc, tmp, out=gc)
+            mul(gc.unsqueeze(1), f_ifg_s[t], out=d_ifg_s[t])
+            dc = gc * f_dc_s[t]
+            mul(g_act_s[t], s_fold_s[t], out=g_acc_s[t])
+            g_sig_s[t].mul_(sig_s[t])
+            mul(g_acc_s[t], m_acc_s[t], out=d_acc_s[t])
             if t:
-                torch.mm(d_acc[t], w_hid, out=g_h[t - 1])
+                mm(d_acc_s[t], w_hid, out=g_h_s[t - 1])
         flat = d_acc.reshape(-1, four_h)
         d_w = flat.t().mm(hs[:-1].reshape(-1, hid))
-        g_prod = d_c.repeat(1, 1, 2)  # cr = fc + ig: both products get d cr
-        ds_c = _scale_grad(g_prod, p_prod, d_prod, x_prod, s_c)
+        # cell-state quantiser: on f*c and i*g (both get d cr = g_c * m_c) and on cr
+        ds_c = _scale_grad(
+            g_c,
+            p_c + m_c * (p_prod[..., :hid] + p_prod[..., hid:]),
+            m_c * (x_c + m_fc * x_prod[..., :hid] + m_ig * x_prod[..., hid:]),
+            s_c,
+        )
         return (
             d_acc.transpose(0, 1),
             d_w,
             flat.sum(0),
-            _scale_grad(g_acc, p_acc, d_acc, x_acc, s_acc),
-            _scale_grad(g_act, p_act, d_act, x_act, s_act),
-            ds_c + _scale_grad(g_c, p_c, d_c, x_c, s_c),
-            _scale_grad(g_t, p_t, d_t, x_t, s_t),
-            _scale_grad(g_h, p_h, d_h, x_h, s_h),
+            _scale_grad(g_acc, p_acc, m_acc * x_acc, s_acc),
+            _scale_grad(g_act, p_act, m_act * x_act, s_act),
+            ds_c,
+            _scale_grad(g_t, p_t, m_t * x_t, s_t),
+            _scale_grad(g_h, p_h, m_h * x_h, s_h),
             None,
         )
 
@@ -378,11 +403,11 @@ def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
     qx = layer.maybe_quantize_input(quant_input)
     x = qx.value if hasattr(qx, "value") else qx
     gates = (
+        layer.output_gate_params,
         layer.input_gate_params,
         layer.forget_gate_params,
-        layer.output_gate_params,
         layer.cell_gate_params,
-    )  # i, f, o (sigmoid) then g (tanh)
+    )  # o, i, f (sigmoid) then g (tanh)
     w_in, w_hid, biases = [], [], []
     for gate in gates:
         w_i, w_h, b = _gate_params(layer, gate, qx)
@@ -395,14 +420,14 @@ def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
 
     acc = [
         _Quant(_fused(layer, n), x)
-        for n in ("input_acc_quant", "forget_acc_quant", "output_acc_quant", "cell_acc_quant")
+        for n in ("output_acc_quant", "input_acc_quant", "forget_acc_quant", "cell_acc_quant")
     ]
     gate = [
         _Quant(_fused(layer, n), x)
         for n in (
+            "output_sigmoid_quant",
             "input_sigmoid_quant",
             "forget_sigmoid_quant",
-            "output_sigmoid_quant",
             "cell_tanh_quant",
         )
     ]
