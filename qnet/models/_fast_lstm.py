@@ -23,7 +23,7 @@ gradients agree to float32 rounding, scale gradients (sums with cancellation) to
 relative. Every small operation costs ~1-3 us of Python and dispatch whatever its size, so the
 work per time step is as few operations as possible: ~40 in the forward, 10 in the backward.
 Measured (``python benchmarks/accuracy.py --lstm-timing --threads 1``): one training epoch
-8.3x ``nn.LSTM``'s (54x with Brevitas' own forward). Eval mode, lowering and export run
+7.8-8.3x ``nn.LSTM``'s (~60x with Brevitas' own forward). Eval mode, lowering and export run
 Brevitas' own ``QuantLSTM`` forward.
 
 It applies only when every cell quantiser has a scale that does not depend on its input
