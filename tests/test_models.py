@@ -170,3 +170,22 @@ def test_lstm_config_written_before_lstm_requant_input_keeps_its_meaning():
     assert ModelConfig.from_dict(old).lstm_requant_input is True
     assert ModelConfig("lstm", (8, 1), 3).lstm_requant_input is False
     assert build_model(ModelConfig("lstm", (8, 1), 3)).lstm.layers[0][0].quantize_output_only
+
+
+def test_fast_lstm_gate_by_gate_weights_when_not_shared(monkeypatch):
+    """Weight quantisers the merged path does not cover go through Brevitas gate by gate:
+    the same training forward either way, equal to Brevitas'."""
+    import qnet.models._fast_lstm as fast
+
+    config = ModelConfig("lstm", (7, 2), 4, w_bits=4, a_bits=4, hidden=(6,), dropout=0.0)
+    torch.manual_seed(1)
+    model = build_model(config)
+    model.train()
+    x = torch.randn(5, 7, 2) * 2
+    merged = model(x)
+    model.fast_training = False
+    brevitas_out = model(x)
+    model.fast_training = True
+    monkeypatch.setattr(fast, "_shares_weight_scale", lambda gate: False)
+    gate_by_gate = model(x)
+    assert torch.equal(merged, brevitas_out) and torch.equal(gate_by_gate, brevitas_out)

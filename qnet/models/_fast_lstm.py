@@ -229,8 +229,10 @@ class _LSTMSequence(torch.autograd.Function):
         n, steps, four_h = x_proj.shape
         hid = four_h // 4
         h3 = 3 * hid
-        xp = x_proj.transpose(0, 1).contiguous().unbind(0)  # T x (N, 4H)
         like = x_proj.transpose(0, 1)
+        # x W_ih + b for every step at once; + h W_hh per step (one addmm): Brevitas adds
+        # (x W_ih + h W_hh) + b, the same value whenever the sums are exact
+        xb = torch.add(like, bias, out=like.new_empty(like.shape)).unbind(0)  # T x (N, 4H)
         q_acc = _Quantiser(like, steps, four_h, s_acc, lo_acc, hi_acc)
         q_act = _Quantiser(like, steps, four_h, s_act, lo_act, hi_act)  # sigmoid o i f, tanh g
         q_prod = _Quantiser(like, steps, 2 * hid, s_c, lo_c, hi_c)  # f * c | i * g
@@ -244,7 +246,6 @@ class _LSTMSequence(torch.autograd.Function):
         cells[0].zero_()
         hs[0].zero_()
         w_t = w_hid.t()
-        rec = new(n, four_h)
         pre_s, acc_s, gates_s, prod_s = q_acc.xs, acc.unbind(0), gates.unbind(0), prod.unbind(0)
         o_s, i_s, f_s, g_s = (gates[..., k * hid : (k + 1) * hid].unbind(0) for k in range(4))
         fc_raw_s, ig_raw_s = q_prod.x[..., :hid].unbind(0), q_prod.x[..., hid:].unbind(0)
@@ -254,9 +255,7 @@ class _LSTMSequence(torch.autograd.Function):
         c_s, h_s, tanh_q_s = cells.unbind(0), hs.unbind(0), tanh_q.unbind(0)
         mul, add = torch.mul, torch.add
         for t in range(steps):
-            torch.mm(h_s[t], w_t, out=rec)  # F.linear(h, w_hid)
-            add(xp[t], rec, out=pre_s[t])
-            pre_s[t].add_(bias)
+            torch.addmm(xb[t], h_s[t], w_t, out=pre_s[t])
             q_acc(t, acc_s[t])
             torch.sigmoid(sig_in[t], out=sig_out[t])
             torch.tanh(tanh_in[t], out=tanh_out[t])
@@ -375,26 +374,82 @@ def _shares_weight_scale(gate: Any) -> bool:
     )
 
 
-def _gate_params(layer: Any, gate: Any, qx: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """One gate's quantised (input weight, hidden weight, bias) values, as Brevitas'
-    ``gate_params_fwd`` computes them; with a shared weight quantiser its scale is computed
-    once for both weights (the same modules, so the same values) instead of once per weight."""
+def _plain_int_quant(int_quant: Any) -> bool:
+    """Whether a Brevitas ``IntQuant`` is ``clamp_ste(round_ste(x / s + z)) - z) * s`` with
+    nothing else (no input view, no delay), so :func:`_int_quant_ste` computes it."""
+    from brevitas.core.function_wrapper import RoundSte, TensorClampSte
+    from brevitas.core.function_wrapper.misc import Identity
+    from brevitas.core.quant.delay import _NoDelay
+    from brevitas.core.quant.int_base import IntQuant
+
+    return (
+        type(int_quant) is IntQuant
+        and type(int_quant.float_to_int_impl) is RoundSte
+        and type(int_quant.tensor_clamp_impl) is TensorClampSte
+        and isinstance(int_quant.input_view_impl, Identity | torch.nn.Identity)
+        and isinstance(int_quant.delay_wrapper.delay_impl, _NoDelay)
+    )
+
+
+def _int_quant_ste(x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """Brevitas' weight ``IntQuant`` (zero point 0; see :class:`_Quantiser` on its sign of
+    zero) with Brevitas' own straight-through autograd functions, for several gates' weights
+    at once (``scale`` per row)."""
+    from brevitas.function.ops_ste import round_ste, tensor_clamp_ste
+
+    return tensor_clamp_ste(round_ste(x / scale), lo, hi) * scale
+
+
+def _gate_weights(layer: Any, gates: tuple[Any, ...], qx: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """The gates' quantised input weights (4H, F), hidden weights (4H, H) and biases (4H,), as
+    Brevitas' ``gate_params_fwd`` computes them gate by gate.
+
+    With QuantLSTM's default weight quantisers (one per gate, shared by its input and hidden
+    weights, scale from the tracked parameters' statistics) each gate's scale is computed once
+    by its own ``scaling_impl``, and the eight weight matrices are quantised in two calls with
+    per-row scales: the same elementwise operations, so the same values. Otherwise gate by gate
+    through Brevitas.
+    """
     from brevitas.quant_tensor import IntQuantTensor
 
-    if not _shares_weight_scale(gate):
-        quantised = layer.gate_params_fwd(gate, qx)
-        return tuple(v.value if hasattr(v, "value") else v for v in quantised)  # type: ignore[return-value]
-    proxy = gate.input_weight.weight_quant
-    tq = proxy.tensor_quant
-    w_ih, w_hh = gate.input_weight.weight, gate.hidden_weight.weight
-    bit_width = tq.msb_clamp_bit_width_impl()
-    scale = tq.scaling_impl(w_ih, tq.int_scaling_impl(bit_width))
-    zero_point = tq.zero_point_impl(w_ih, scale, bit_width)
-    q_ih = tq.int_quant(scale, zero_point, bit_width, w_ih)
-    q_hh = tq.int_quant(scale, zero_point, bit_width, w_hh)
-    weight = IntQuantTensor(q_ih, scale, zero_point, bit_width, proxy.is_signed, proxy.training)
-    bias = gate.bias_quant(gate.bias, qx, weight)
-    return q_ih, q_hh, bias.value if hasattr(bias, "value") else bias
+    tqs = [gate.input_weight.weight_quant.tensor_quant for gate in gates]
+    if not all(
+        _shares_weight_scale(g) and _plain_int_quant(t.int_quant)
+        for g, t in zip(gates, tqs, strict=True)
+    ):
+        params = [layer.gate_params_fwd(gate, qx) for gate in gates]
+        values = [[v.value if hasattr(v, "value") else v for v in p] for p in params]
+        return tuple(torch.cat([v[k] for v in values]) for k in range(3))  # type: ignore[return-value]
+    hidden = layer.hidden_size
+    consts = []
+    for gate, tq in zip(gates, tqs, strict=True):
+        w_ih = gate.input_weight.weight
+        bit_width = tq.msb_clamp_bit_width_impl()
+        scale = tq.scaling_impl(w_ih, tq.int_scaling_impl(bit_width))
+        zero_point = tq.zero_point_impl(w_ih, scale, bit_width)
+        lo, hi = tq.int_quant.min_int(bit_width), tq.int_quant.max_int(bit_width)
+        consts.append((scale, zero_point, bit_width, lo, hi))
+    rows = torch.cat([c[0].reshape(1).expand(hidden) for c in consts])[:, None]  # (4H, 1)
+    lo = torch.cat([c[3].reshape(1).expand(hidden) for c in consts])[:, None]
+    hi = torch.cat([c[4].reshape(1).expand(hidden) for c in consts])[:, None]
+    w_in = _int_quant_ste(torch.cat([g.input_weight.weight for g in gates]), rows, lo, hi)
+    w_hid = _int_quant_ste(torch.cat([g.hidden_weight.weight for g in gates]), rows, lo, hi)
+    biases = []
+    for k, (gate, (scale, zero_point, bit_width, _, _)) in enumerate(
+        zip(gates, consts, strict=True)
+    ):
+        proxy = gate.input_weight.weight_quant
+        weight = IntQuantTensor(
+            w_in[k * hidden : (k + 1) * hidden],
+            scale,
+            zero_point,
+            bit_width,
+            proxy.is_signed,
+            proxy.training,
+        )
+        bias = gate.bias_quant(gate.bias, qx, weight)
+        biases.append(bias.value if hasattr(bias, "value") else bias)
+    return w_in, w_hid, torch.cat(biases)
 
 
 def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
@@ -412,15 +467,7 @@ def fast_lstm_last_hidden(lstm: Any, quant_input: Any) -> Any:
         layer.forget_gate_params,
         layer.cell_gate_params,
     )  # o, i, f (sigmoid) then g (tanh)
-    w_in, w_hid, biases = [], [], []
-    for gate in gates:
-        w_i, w_h, b = _gate_params(layer, gate, qx)
-        w_in.append(w_i)
-        w_hid.append(w_h)
-        biases.append(b)
-    w_in_all = torch.cat(w_in)  # (4H, F)
-    w_hid_all = torch.cat(w_hid)  # (4H, H)
-    bias_all = torch.cat(biases)  # (4H,)
+    w_in_all, w_hid_all, bias_all = _gate_weights(layer, gates, qx)
 
     acc = [
         _Quant(_fused(layer, n), x)
