@@ -185,14 +185,11 @@ def _bound(values: list[Tensor], width: int) -> Tensor | float:
 
 
 def _scale_grad(g: Tensor, p: Tensor, mx: Tensor, scale: Tensor) -> Tensor:
-    """d loss / d scale of ``clamp(round(x / s)) * s`` summed over time and batch (per column
-    for a vector scale): ``sum(g * p) - sum(g * mx) / s`` with ``mx = inside * x``
-    (straight-through rounding, blocked where clamped). A scalar scale takes two dot
-    products."""
-    if scale.numel() == 1:
-        gp = torch.dot(g.reshape(-1), p.reshape(-1))
-        return (gp - torch.dot(g.reshape(-1), mx.reshape(-1)) / scale).reshape(scale.shape)
-    return (g * p).sum((0, 1)) - (g * mx).sum((0, 1)) / scale
+    """d loss / d (scalar) scale of ``clamp(round(x / s)) * s`` summed over time and batch:
+    ``sum(g * p) - sum(g * mx) / s`` with ``mx = inside * x`` (straight-through rounding,
+    blocked where clamped), as two dot products."""
+    gp = torch.dot(g.reshape(-1), p.reshape(-1))
+    return (gp - torch.dot(g.reshape(-1), mx.reshape(-1)) / scale).reshape(scale.shape)
 
 
 class _LSTMSequence(torch.autograd.Function):
@@ -292,44 +289,52 @@ class _LSTMSequence(torch.autograd.Function):
         a_t = m_h * o  # g_t (into the tanh quantiser) = g_h * a_t
         b_t = m_t * (1 - x_t * x_t)  # d c += g_t * b_t
         m_cfc, m_cig = m_c * m_fc, m_c * m_ig
-        f_ifg = torch.stack([m_cig * g, m_cfc * cells[:-1], m_cig * i], dim=2)  # d i, d f, d g
+        f_ifg = gates.new_empty(steps, n, 3, hid)  # d i, d f, d g = g_c * f_ifg
+        torch.mul(m_cig, g, out=f_ifg[:, :, 0])
+        torch.mul(m_cfc, cells[:-1], out=f_ifg[:, :, 1])
+        torch.mul(m_cig, i, out=f_ifg[:, :, 2])
         f_dc = m_cfc * f  # d c of the previous step = g_c * f_dc
+        s_fold = torch.empty_like(gates)  # sigmoid': (1 - y) y, the y applied in the loop
+        torch.neg(sig, out=s_fold[..., :h3]).add_(1)  # 1 - y, exactly -y + 1
         tanh_g = x_act[..., h3:]
-        s_fold = torch.cat(
-            [m_act[..., :h3] * (1 - sig), m_act[..., h3:] * (1 - tanh_g * tanh_g)], 2
-        )
+        torch.mul(tanh_g, tanh_g, out=s_fold[..., h3:])
+        s_fold[..., h3:].neg_().add_(1)  # tanh': 1 - y^2 (exactly -(y^2) + 1)
+        s_fold.mul_(m_act)
+        mx_act = m_act * x_act
         new = gates.new_empty
         g_h, g_t, g_c = (new(steps, n, hid) for _ in range(3))
-        g_act, g_acc, d_acc = (new(steps, n, four_h) for _ in range(3))
+        d_acc = new(steps, n, four_h)
         g_h[steps - 1] = grad_h
         g_h_s, g_t_s, g_c_s = g_h.unbind(0), g_t.unbind(0), g_c.unbind(0)
         a_o_s, a_t_s, b_t_s, f_dc_s = a_o.unbind(0), a_t.unbind(0), b_t.unbind(0), f_dc.unbind(0)
-        f_ifg_s, s_fold_s, sig_s, m_acc_s = (
-            f_ifg.unbind(0),
-            s_fold.unbind(0),
-            sig.unbind(0),
-            m_acc.unbind(0),
-        )
-        d_o_s = g_act[..., :hid].unbind(0)
-        d_ifg_s = g_act[..., hid:].unflatten(2, (3, hid)).unbind(0)
-        g_act_s, g_acc_s, g_sig_s = g_act.unbind(0), g_acc.unbind(0), g_acc[..., :h3].unbind(0)
-        d_acc_s = d_acc.unbind(0)
+        f_ifg_s, s_fold_s, sig_s = f_ifg.unbind(0), s_fold.unbind(0), sig.unbind(0)
+        m_acc_s, d_acc_s = m_acc.unbind(0), d_acc.unbind(0)
+        p_acc_s, x_acc_s, p_act_s, mx_act_s = (v.unbind(0) for v in (p_acc, x_acc, p_act, mx_act))
+        # this step's gradients into the gate quantisers (o, i, f, g) and the accumulators
+        g_act, g_acc = new(n, four_h), new(n, four_h)
+        d_o, d_ifg, g_sig = g_act[:, :hid], g_act[:, hid:].unflatten(1, (3, hid)), g_acc[:, :h3]
+        # the vector-scale gradients' sums, accumulated per step (cache-sized, no temporaries)
+        acc_gp, acc_gx, act_gp, act_gx = (torch.zeros_like(g_act) for _ in range(4))
         mul, mm = torch.mul, torch.mm
         dc = torch.zeros_like(grad_h)
         tmp = new(n, hid)
         for t in range(steps - 1, -1, -1):
             gh, gc = g_h_s[t], g_c_s[t]
-            mul(gh, a_o_s[t], out=d_o_s[t])
+            mul(gh, a_o_s[t], out=d_o)
             mul(gh, a_t_s[t], out=g_t_s[t])
             mul(g_t_s[t], b_t_s[t], out=tmp)
             torch.add(dc, tmp, out=gc)
-            mul(gc.unsqueeze(1), f_ifg_s[t], out=d_ifg_s[t])
+            mul(gc.unsqueeze(1), f_ifg_s[t], out=d_ifg)
             dc = gc * f_dc_s[t]
-            mul(g_act_s[t], s_fold_s[t], out=g_acc_s[t])
-            g_sig_s[t].mul_(sig_s[t])
-            mul(g_acc_s[t], m_acc_s[t], out=d_acc_s[t])
+            mul(g_act, s_fold_s[t], out=g_acc)
+            g_sig.mul_(sig_s[t])
+            mul(g_acc, m_acc_s[t], out=d_acc_s[t])
             if t:
                 mm(d_acc_s[t], w_hid, out=g_h_s[t - 1])
+            act_gp.addcmul_(g_act, p_act_s[t])
+            act_gx.addcmul_(g_act, mx_act_s[t])
+            acc_gp.addcmul_(g_acc, p_acc_s[t])
+            acc_gx.addcmul_(d_acc_s[t], x_acc_s[t])
         flat = d_acc.reshape(-1, four_h)
         d_w = flat.t().mm(hs[:-1].reshape(-1, hid))
         # cell-state quantiser: on f*c and i*g (both get d cr = g_c * m_c) and on cr
@@ -343,8 +348,8 @@ class _LSTMSequence(torch.autograd.Function):
             d_acc.transpose(0, 1),
             d_w,
             flat.sum(0),
-            _scale_grad(g_acc, p_acc, m_acc * x_acc, s_acc),
-            _scale_grad(g_act, p_act, m_act * x_act, s_act),
+            acc_gp.sum(0) - acc_gx.sum(0) / s_acc,
+            act_gp.sum(0) - act_gx.sum(0) / s_act,
             ds_c,
             _scale_grad(g_t, p_t, m_t * x_t, s_t),
             _scale_grad(g_h, p_h, m_h * x_h, s_h),
