@@ -21,9 +21,9 @@ Forward values equal Brevitas' training-mode forward bit for bit whenever its fl
 arithmetic is exact (the condition the lowering already needs; tested on four shapes); weight
 gradients agree to float32 rounding, scale gradients (sums with cancellation) to ~1e-3
 relative. Every small operation costs ~1-3 us of Python and dispatch whatever its size, so the
-work per time step is as few operations as possible: ~40 in the forward, 10 in the backward.
+work per time step is as few operations as possible: ~35 in the forward, 14 in the backward.
 Measured (``python benchmarks/accuracy.py --lstm-timing --threads 1``): one training epoch
-7.8-8.3x ``nn.LSTM``'s (~60x with Brevitas' own forward). Eval mode, lowering and export run
+7.1-7.8x ``nn.LSTM``'s (~60x with Brevitas' own forward). Eval mode, lowering and export run
 Brevitas' own ``QuantLSTM`` forward.
 
 It applies only when every cell quantiser has a scale that does not depend on its input
