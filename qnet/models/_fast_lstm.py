@@ -181,7 +181,7 @@ def _bound(values: list[Tensor], width: int) -> Tensor | float:
     floats = {float(v) for v in values}
     if len(floats) == 1:
         return floats.pop()
-    return torch.cat([v.reshape(1).expand(width) for v in values])
+    return _stack(values, width)
 
 
 def _scale_grad(g: Tensor, p: Tensor, mx: Tensor, scale: Tensor) -> Tensor:
@@ -437,9 +437,7 @@ def _gate_weights(layer: Any, gates: tuple[Any, ...], qx: Any) -> tuple[Tensor, 
         zero_point = tq.zero_point_impl(w_ih, scale, bit_width)
         lo, hi = tq.int_quant.min_int(bit_width), tq.int_quant.max_int(bit_width)
         consts.append((scale, zero_point, bit_width, lo, hi))
-    rows = torch.cat([c[0].reshape(1).expand(hidden) for c in consts])[:, None]  # (4H, 1)
-    lo = torch.cat([c[3].reshape(1).expand(hidden) for c in consts])[:, None]
-    hi = torch.cat([c[4].reshape(1).expand(hidden) for c in consts])[:, None]
+    rows, lo, hi = (_stack([c[k] for c in consts], hidden)[:, None] for k in (0, 3, 4))  # (4H, 1)
     w_in = _int_quant_ste(torch.cat([g.input_weight.weight for g in gates]), rows, lo, hi)
     w_hid = _int_quant_ste(torch.cat([g.hidden_weight.weight for g in gates]), rows, lo, hi)
     biases = []
