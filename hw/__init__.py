@@ -7,7 +7,7 @@ with only NumPy, so everything is imported eagerly: ``qnet.hw.simulate`` and
 ``qnet.hw.simulator`` and ``qnet.hw.estimator``).
 
 This is also the one place that fills the layer-kind registries: layer kinds outside
-``hw/graph.py`` (the LSTM) register their layer class and simulator when their module is
+``hw/layers.py`` (the LSTM) register their layer class and simulator when their module is
 imported, and they are imported here, explicitly. Importing any ``qnet.hw.*`` module runs
 this file first, so the registries are complete whatever the caller imported.
 """

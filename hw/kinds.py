@@ -10,7 +10,7 @@ module implements each backend, how, or why the backend refuses it. ``hw/`` may 
 and fails when a registry and this table disagree (a kind without a spec, a spec without a
 handler, a handler the spec does not list, a handler in another module than named).
 
-To add a kind: its layer class (``hw/graph.py`` or its own module imported by
+To add a kind: its layer class (``hw/layers.py`` or its own module imported by
 ``qnet/hw/__init__.py``), a :class:`KindSpec` here, and a handler or a :class:`Refused`
 reason for every backend.
 """
@@ -82,7 +82,7 @@ class KindSpec:
 def _elementwise(kind: str, sim: str, cost: str, hls: str, verilog: str) -> KindSpec:
     return KindSpec(
         kind,
-        "qnet.hw.graph",
+        "qnet.hw.layers",
         simulate=Handled(_SIM, sim),
         estimate_hls=Handled(_HLS_COST, cost),
         estimate_rtl=Handled(_RTL_COST, "logic bits per output bit x family LUT/bit"),
@@ -97,7 +97,7 @@ KINDS: dict[str, KindSpec] = {
     for spec in (
         KindSpec(
             "input",
-            "qnet.hw.graph",
+            "qnet.hw.layers",
             simulate=Handled(_SIM, "quantise the float input by the input FixedType"),
             estimate_hls=Handled(_HLS_COST, "input port, no logic"),
             estimate_rtl=Handled(_RTL_COST, "wiring"),
@@ -120,7 +120,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "flatten",
-            "qnet.hw.graph",
+            "qnet.hw.layers",
             simulate=Handled(_SIM, "reshape (channels-first order)"),
             estimate_hls=Handled(_HLS_COST, "wiring"),
             estimate_rtl=Handled(_RTL_COST, "wiring"),
@@ -129,7 +129,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "dense",
-            "qnet.hw.graph",
+            "qnet.hw.layers",
             simulate=Handled(_SIM, "exact integer matmul in acc_type, then cast"),
             estimate_hls=Handled(_HLS_COST, "multipliers (free/LUT/DSP) + adder tree, reuse"),
             estimate_rtl=Handled(_RTL_COST, "shift-add adders of the constant matrix"),
@@ -138,7 +138,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "conv",
-            "qnet.hw.graph",
+            "qnet.hw.layers",
             simulate=Handled(_SIM, "exact im2col matmul in acc_type, then cast"),
             estimate_hls=Handled(
                 _HLS_COST, "dense rule per output position (as exported), line buffers"
@@ -176,7 +176,7 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "concat",
-            "qnet.hw.graph",
+            "qnet.hw.layers",
             simulate=Handled(_SIM, "cast each input to out_type (exact), concatenate"),
             estimate_hls=Handled(_HLS_COST, "wiring (io_parallel), a stream copy (io_stream)"),
             estimate_rtl=Handled(_RTL_COST, "wiring"),

@@ -27,7 +27,8 @@ import numpy as np
 
 from qnet.errors import FormatError
 from qnet.hw.fixed import FixedType
-from qnet.hw.graph import HwGraph, Layer, _check_mantissas, _int_array, register_layer
+from qnet.hw.graph import HwGraph
+from qnet.hw.layers import Layer, _check_mantissas, _int_array, register_layer
 from qnet.hw.sim_arith import _shift_left, matmul_exact
 from qnet.hw.sim_layers import register_simulator
 

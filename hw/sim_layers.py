@@ -2,7 +2,7 @@
 
 Tensors are integer mantissas of their producer's ``out_type`` (batch first). Each layer kind
 has one simulation function in :data:`SIMULATORS` (explicit registry; kinds outside
-``hw/graph.py`` register theirs in their own module, e.g. :mod:`qnet.hw.lstm`). A simulation
+``hw/layers.py`` register theirs in their own module, e.g. :mod:`qnet.hw.lstm`). A simulation
 function receives and returns int64 mantissas, except the built-in kinds listed in
 :data:`COMPACT_KINDS`: they accept mantissas in any integer dtype and return them in the
 smallest integer dtype that holds their ``out_type`` (``int8`` for a 4-bit activation), which
