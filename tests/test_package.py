@@ -172,3 +172,14 @@ def test_lower_is_the_function_whatever_was_imported() -> None:
     assert isinstance(qnet.lower, types.FunctionType)
     assert qnet.lower is qnet.lowering.lower
     assert importlib.util.find_spec("qnet.lower") is None  # no module to shadow the function
+
+
+def test_no_module_over_700_lines() -> None:
+    """Issue 12's limit: a module that grows past 700 lines is split (it has happened twice)."""
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for folder in ("qnet", "hw", "export")
+        for path in (ROOT / folder).rglob("*.py")
+    }
+    assert len(sizes) > 80  # the walk found the packages
+    assert {name: n for name, n in sizes.items() if n > 700} == {}
