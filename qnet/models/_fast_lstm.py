@@ -383,7 +383,7 @@ def _shares_weight_scale(gate: Any) -> bool:
 
 
 def _plain_int_quant(int_quant: Any) -> bool:
-    """Whether a Brevitas ``IntQuant`` is ``clamp_ste(round_ste(x / s + z)) - z) * s`` with
+    """Whether a Brevitas ``IntQuant`` is ``(clamp_ste(round_ste(x / s + z)) - z) * s`` with
     nothing else (no input view, no delay), so :func:`_int_quant_ste` computes it."""
     from brevitas.core.function_wrapper import RoundSte, TensorClampSte
     from brevitas.core.function_wrapper.misc import Identity
@@ -421,22 +421,23 @@ def _gate_weights(layer: Any, gates: tuple[Any, ...], qx: Any) -> tuple[Tensor, 
     from brevitas.quant_tensor import IntQuantTensor
 
     tqs = [gate.input_weight.weight_quant.tensor_quant for gate in gates]
-    if not all(
+    consts = []
+    if all(
         _shares_weight_scale(g) and _plain_int_quant(t.int_quant)
         for g, t in zip(gates, tqs, strict=True)
     ):
+        for gate, tq in zip(gates, tqs, strict=True):
+            w_ih = gate.input_weight.weight
+            bit_width = tq.msb_clamp_bit_width_impl()
+            scale = tq.scaling_impl(w_ih, tq.int_scaling_impl(bit_width))
+            zero_point = tq.zero_point_impl(w_ih, scale, bit_width)
+            lo, hi = tq.int_quant.min_int(bit_width), tq.int_quant.max_int(bit_width)
+            consts.append((scale, zero_point, bit_width, lo, hi))
+    if not consts or any(c[0].numel() != 1 for c in consts):  # not per-tensor: gate by gate
         params = [layer.gate_params_fwd(gate, qx) for gate in gates]
         values = [[v.value if hasattr(v, "value") else v for v in p] for p in params]
         return tuple(torch.cat([v[k] for v in values]) for k in range(3))  # type: ignore[return-value]
     hidden = layer.hidden_size
-    consts = []
-    for gate, tq in zip(gates, tqs, strict=True):
-        w_ih = gate.input_weight.weight
-        bit_width = tq.msb_clamp_bit_width_impl()
-        scale = tq.scaling_impl(w_ih, tq.int_scaling_impl(bit_width))
-        zero_point = tq.zero_point_impl(w_ih, scale, bit_width)
-        lo, hi = tq.int_quant.min_int(bit_width), tq.int_quant.max_int(bit_width)
-        consts.append((scale, zero_point, bit_width, lo, hi))
     rows, lo, hi = (_stack([c[k] for c in consts], hidden)[:, None] for k in (0, 3, 4))  # (4H, 1)
     w_in = _int_quant_ste(torch.cat([g.input_weight.weight for g in gates]), rows, lo, hi)
     w_hid = _int_quant_ste(torch.cat([g.hidden_weight.weight for g in gates]), rows, lo, hi)
