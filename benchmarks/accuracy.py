@@ -72,8 +72,12 @@ def lstm_timing(threads: int, epochs: int = 2) -> dict[str, float]:
     x = torch.from_numpy(arrays["x_train"])[:, :, None]
     y = torch.from_numpy(arrays["y_train"]).long()
     result: dict[str, float] = {}
-    runs = (("quantlstm", True, True, epochs), ("brevitas", True, False, 1))
-    for label, quantize, fast, n_epochs in runs + (("nn.lstm", False, True, epochs),):
+    runs = (  # label, quantised, qnet's fast training forward, epochs
+        ("quantlstm", True, True, epochs),
+        ("brevitas", True, False, 1),
+        ("nn.lstm", False, True, epochs),
+    )
+    for label, quantize, fast, n_epochs in runs:
         config = ModelConfig(
             "lstm", (40, 1), 10, w_bits=4, a_bits=4, hidden=(32,), quantize=quantize
         )
