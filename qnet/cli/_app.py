@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -59,6 +60,30 @@ def parse_reuse_factor(reuse_factor: str) -> int | dict[str, int]:
         raise ConfigError(
             f"--reuse-factor {reuse_factor!r}: give an integer or layer=N pairs (e.g. fc1=4,conv2=8)"
         ) from None
+
+
+# The hardware build options shared by export, verify, sweep and search. The defaults are
+# filled in from qnet.hw.options at run time (importing it here would slow `qnet --help`), so
+# the help spells them out; tests/test_cli_defaults.py keeps the text equal to that source.
+
+
+def io_type_option() -> Any:
+    """``--io-type`` (default io_parallel)."""
+    return typer.Option(None, "--io-type", help="io_parallel or io_stream (default: io_parallel).")
+
+
+def strategy_option() -> Any:
+    """``--strategy`` (default Latency)."""
+    return typer.Option(None, "--strategy", help="Latency or Resource (default: Latency).")
+
+
+def reuse_factor_option(per_layer: bool) -> Any:
+    """``--reuse-factor`` (default 1): one integer, or also ``layer=N`` pairs."""
+    if per_layer:
+        return typer.Option(
+            None, "--reuse-factor", help="N, or layer=N,... per layer (default: 1)."
+        )
+    return typer.Option(None, "--reuse-factor", help="hls4ml reuse factor (default: 1).")
 
 
 def config_option_help() -> str:

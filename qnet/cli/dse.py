@@ -9,7 +9,13 @@ from typing import Any
 
 import typer
 
-from qnet.cli._app import app, console
+from qnet.cli._app import (
+    app,
+    console,
+    io_type_option,
+    reuse_factor_option,
+    strategy_option,
+)
 
 _EXECUTOR_HELP = "local (this process, default) or ray (Ray tasks; pip install '.[distributed]')."
 
@@ -61,15 +67,9 @@ def sweep_command(
     board: str = typer.Option(None, "--board", help="Board name or .toml (default: pynq-z2)."),
     out: Path = typer.Option(..., "--out", help="Output folder (resumable)."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per point."),
-    io_type: str = typer.Option(
-        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
-    ),
-    reuse_factor: int = typer.Option(
-        None, "--reuse-factor", help="hls4ml reuse factor (default: 1)."
-    ),
-    strategy: str = typer.Option(
-        None, "--strategy", help="Latency or Resource (default: Latency)."
-    ),
+    io_type: str = io_type_option(),
+    reuse_factor: int = reuse_factor_option(per_layer=False),
+    strategy: str = strategy_option(),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="Torch threads per training run."),
     executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),
@@ -152,15 +152,9 @@ def search_command(
         False, "--search-width", help="Also search a width scale (0.5, 1, 2) of the layers."
     ),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per trial."),
-    io_type: str = typer.Option(
-        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
-    ),
-    reuse_factor: int = typer.Option(
-        None, "--reuse-factor", help="hls4ml reuse factor (default: 1)."
-    ),
-    strategy: str = typer.Option(
-        None, "--strategy", help="Latency or Resource (default: Latency)."
-    ),
+    io_type: str = io_type_option(),
+    reuse_factor: int = reuse_factor_option(per_layer=False),
+    strategy: str = strategy_option(),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help="Torch threads per training run."),
     executor: str = typer.Option("local", "--executor", help=_EXECUTOR_HELP),

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from qnet.cli._app import app, config_option_help, console, resolve_build_options
+from qnet.cli._app import (
+    app,
+    config_option_help,
+    console,
+    io_type_option,
+    resolve_build_options,
+    reuse_factor_option,
+    strategy_option,
+)
 
 if TYPE_CHECKING:
     from qnet.hw.options import BuildOptions
@@ -54,15 +62,9 @@ def export_command(
     out: Path = typer.Option(
         ..., "--out", help="Output folder (refused if not empty without --force)."
     ),
-    io_type: str = typer.Option(
-        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
-    ),
-    reuse_factor: str = typer.Option(
-        None, "--reuse-factor", help="N, or layer=N,... per layer (default: 1)."
-    ),
-    strategy: str = typer.Option(
-        None, "--strategy", help="Latency or Resource (default: Latency)."
-    ),
+    io_type: str = io_type_option(),
+    reuse_factor: str = reuse_factor_option(per_layer=True),
+    strategy: str = strategy_option(),
     clock_period_ns: float = typer.Option(
         None, "--clock-ns", help="Clock period (default: the board's)."
     ),
@@ -117,15 +119,9 @@ def verify_command(
         help="Report a requested executor that cannot run as NOT VERIFIED (still exit 2) "
         "instead of stopping with an error.",
     ),
-    io_type: str = typer.Option(
-        None, "--io-type", help="io_parallel or io_stream (default: io_parallel)."
-    ),
-    reuse_factor: str = typer.Option(
-        None, "--reuse-factor", help="N, or layer=N,... per layer (default: 1)."
-    ),
-    strategy: str = typer.Option(
-        None, "--strategy", help="Latency or Resource (default: Latency)."
-    ),
+    io_type: str = io_type_option(),
+    reuse_factor: str = reuse_factor_option(per_layer=True),
+    strategy: str = strategy_option(),
     config: Path = typer.Option(None, "--config", help=config_option_help()),
     seed: int = typer.Option(0, "--seed", help="Seed for random inputs when there is no data set."),
 ) -> None:
